@@ -1,0 +1,58 @@
+"""Shared command-line plumbing: every tenfold CLI takes --config, dotted overrides, --out, --resume,
+--device, --seed and --data-root, and turns TenfoldError into one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Callable
+
+from . import config as config_mod
+from .errors import TenfoldError
+
+__all__ = ["base_parser", "parse_config", "main_guard"]
+
+EPILOG = ("Any config field can be overridden as KEY=VALUE with dotted keys, e.g. optim.lr=0.05 "
+          "model.depth=6. Unknown keys and wrong types are rejected with the closest valid key.")
+
+
+def base_parser(prog: str, description: str, config_required: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", "-c", required=config_required,
+                   help="YAML config file (see the package's configs/); defaults apply to missing keys")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.add_argument("--out", help="run directory (config.yaml, metrics.jsonl, last.pt, summary.json)")
+    p.add_argument("--resume", nargs="?", const="auto",
+                   help="continue exactly from a checkpoint file or run directory; bare --resume uses <out>/last.pt")
+    p.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--data-root", help="data directory (default: $TENFOLD_DATA, else ~/.cache/tenfold/data)")
+    return p
+
+
+def parse_config(schema, args: argparse.Namespace):
+    """Config from --config + overrides, with the common flags applied last."""
+    overrides = list(args.overrides or [])
+    for flag, key in (("out", "out"), ("device", "device"), ("seed", "seed"), ("data_root", "data_root")):
+        val = getattr(args, flag, None)
+        if val is not None:
+            overrides.append(f"{key}={val}")
+    return config_mod.load(schema, args.config, overrides)
+
+
+def main_guard(fn: Callable) -> Callable:
+    """Decorator for console-script entry points: TenfoldError -> 'error: ...' and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except TenfoldError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted; resume with --resume", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper

@@ -1,0 +1,106 @@
+"""Resumable, per-sample-seeded data loading.
+
+The sampler's order is a function of (seed, epoch) only, and it can start at any batch of an
+epoch, so `--resume` continues with exactly the batches an uninterrupted run would have seen.
+Random augmentations run under a per-sample seed derived from (seed, epoch, index), so they are
+identical whatever the number of workers and wherever the run was resumed; the caller's global
+RNG is left untouched.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .. import distributed
+
+__all__ = ["ResumableSampler", "SeededDataset", "make_loader", "steps_per_epoch"]
+
+_MASK = (1 << 63) - 1
+
+
+def _mix(*xs: int) -> int:
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & _MASK)) * 0xBF58476D1CE4E5B9 & _MASK
+        h ^= h >> 31
+    return h
+
+
+class ResumableSampler(Sampler):
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int = 0, start_batch: int = 0,
+                 shuffle: bool = True, drop_last: bool = True, rank: int | None = None,
+                 world: int | None = None, with_seeds: bool = True):
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.start_batch, self.shuffle, self.drop_last, self.with_seeds = start_batch, shuffle, drop_last, with_seeds
+        self.rank = distributed.rank() if rank is None else rank
+        self.world = distributed.world_size() if world is None else world
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        per_rank = self.n // self.world if self.drop_last else math.ceil(self.n / self.world)
+        if not self.drop_last and per_rank * self.world > self.n:  # pad by wrapping, as DistributedSampler
+            order = order + order[: per_rank * self.world - self.n]
+        mine = order[self.rank: per_rank * self.world: self.world]
+        if self.drop_last:
+            mine = mine[: (len(mine) // self.batch_size) * self.batch_size]
+        return mine[self.start_batch * self.batch_size:]
+
+    def __iter__(self):
+        idx = self.indices()
+        if self.with_seeds:
+            return iter([(i, _mix(self.seed, self.epoch, i, 7)) for i in idx])
+        return iter(idx)
+
+    def __len__(self) -> int:
+        return len(self.indices())
+
+
+class SeededDataset(Dataset):
+    """Wraps a data set so item `(index, seed)` is produced under that seed (torch + python RNG)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            return self.dataset[key]
+        idx, seed = key
+        py_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.dataset[idx]
+            finally:
+                random.setstate(py_state)
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True, world: int | None = None) -> int:
+    world = distributed.world_size() if world is None else world
+    per_rank = n // world if drop_last else math.ceil(n / world)
+    return per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, seed: int, epoch: int = 0, start_batch: int = 0,
+                shuffle: bool = True, drop_last: bool = True, num_workers: int = 0, pin_memory: bool = False,
+                collate_fn: Callable | None = None, seeded_augment: bool = True) -> DataLoader:
+    """Batches of `epoch` from `start_batch` on; this rank's share under torchrun."""
+    sampler = ResumableSampler(len(dataset), batch_size, seed=seed, epoch=epoch, start_batch=start_batch,
+                               shuffle=shuffle, drop_last=drop_last, with_seeds=seeded_augment)
+    ds = SeededDataset(dataset) if seeded_augment else dataset
+    # A private generator: creating the iterator must not consume the global RNG (exact resume).
+    gen = torch.Generator().manual_seed(_mix(seed, epoch, 11))
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                      pin_memory=pin_memory, collate_fn=collate_fn, generator=gen,
+                      persistent_workers=False)

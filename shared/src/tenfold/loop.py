@@ -1,0 +1,169 @@
+"""A readable step loop shared by the step-based methods (SSL, KD, GAN).
+
+    trainer = Trainer(run_dir, kind="mgc", config=cfg, stateful={"model": m, "opt": opt, "sched": s},
+                      total_steps=1000, batches=lambda epoch, start: make_loader(ds, 64, seed=cfg.seed,
+                      epoch=epoch, start_batch=start))
+    trainer.maybe_resume(cfg_resume)      # path, run dir, "auto" or None
+    trainer.run(step_fn)                  # step_fn(batch, loop_state) -> {"loss": ..., ...}
+
+It owns epochs, progress, JSONL logging, atomic checkpoints (`<run_dir>/last.pt`), exact resume
+(model/optimizer/scheduler states, RNG states, data position) and the non-finite-loss guard (stop,
+leave the last good checkpoint untouched). Methods with unusual control flow (federated rounds,
+synthesis rounds, grafting stages) use the same pieces directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from . import checkpoint, config as config_mod, distributed, runtime
+from .errors import CheckpointError, NonFiniteLossError
+from .meters import MetricLogger, Throughput, progress
+
+__all__ = ["LoopState", "Trainer", "assert_finite"]
+
+
+@dataclasses.dataclass
+class LoopState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+
+
+def assert_finite(loss: torch.Tensor | float, step: int, last_good: str | os.PathLike | None = None) -> None:
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(value):
+        where = f"; last good checkpoint: {last_good}" if last_good else ""
+        raise NonFiniteLossError(f"loss became {value} at step {step}; stopped without saving{where}. "
+                                 f"Lower the learning rate or check the inputs")
+
+
+class Trainer:
+    def __init__(self, run_dir: str | os.PathLike, *, kind: str, config: Any, stateful: dict[str, Any],
+                 total_steps: int, batches: Callable[[int, int], Iterable], ckpt_every: int = 0,
+                 log_every: int = 10, desc: str = "", batch_size_of: Callable[[Any], int] | None = None,
+                 extra_state: Callable[[], dict] | None = None,
+                 load_extra_state: Callable[[dict], None] | None = None):
+        self.run_dir = Path(run_dir)
+        self.kind = kind
+        self.config = config
+        self.stateful = stateful
+        self.total_steps = int(total_steps)
+        self.batches = batches
+        self.ckpt_every = int(ckpt_every)
+        self.log_every = max(int(log_every), 1)
+        self.desc = desc or kind
+        self.batch_size_of = batch_size_of or _batch_size
+        self.extra_state = extra_state
+        self.load_extra_state = load_extra_state
+        self.state = LoopState()
+        self.logger = MetricLogger(self.run_dir)
+        self.ckpt_path = self.run_dir / "last.pt"
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        out = {
+            "loop": dataclasses.asdict(self.state),
+            "rng": runtime.rng_state(),
+            "config": config_mod.to_dict(self.config) if dataclasses.is_dataclass(self.config) else self.config,
+            "state": {k: distributed.unwrap(v).state_dict() if isinstance(v, nn.Module) else v.state_dict()
+                      for k, v in self.stateful.items()},
+        }
+        if self.extra_state is not None:
+            out["extra"] = self.extra_state()
+        return out
+
+    def save(self, path: str | os.PathLike | None = None) -> Path | None:
+        if not distributed.is_main():
+            return None
+        return checkpoint.save(path or self.ckpt_path, self.state_dict(), kind=self.kind)
+
+    def load(self, path: str | os.PathLike) -> None:
+        ck = checkpoint.load(path, kind=self.kind)
+        missing = [k for k in self.stateful if k not in ck.get("state", {})]
+        if missing:
+            raise CheckpointError(f"{path}: no state for {missing} (written by a different configuration?)")
+        for k, obj in self.stateful.items():
+            sd = ck["state"][k]
+            try:
+                if isinstance(obj, nn.Module):
+                    checkpoint.load_module_state(distributed.unwrap(obj), sd, what=k)
+                else:
+                    obj.load_state_dict(sd)
+            except CheckpointError:
+                raise
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise CheckpointError(f"{path}: cannot restore '{k}': {str(e).splitlines()[0]}") from None
+        if self.load_extra_state is not None and "extra" in ck:
+            self.load_extra_state(ck["extra"])
+        self.state = LoopState(**ck["loop"])
+        runtime.set_rng_state(ck["rng"])
+
+    def maybe_resume(self, resume: str | os.PathLike | None) -> bool:
+        """`resume`: a checkpoint path, a run directory, 'auto' (this run's last.pt if present) or None."""
+        if not resume:
+            return False
+        if str(resume) == "auto":
+            if not self.ckpt_path.is_file():
+                return False
+            resume = self.ckpt_path
+        self.load(resume)
+        return True
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self, step_fn: Callable[[Any, LoopState], dict], stop_at: int | None = None,
+            on_step_end: Callable[[LoopState, dict], None] | None = None) -> LoopState:
+        """Run until total_steps (or `stop_at`, which simulates an interruption and checkpoints)."""
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        bar = progress(total=self.total_steps, initial=self.state.step, desc=self.desc)
+        speed = Throughput()
+        last = {}
+        while self.state.step < end:
+            produced = False
+            for batch in self.batches(self.state.epoch, self.state.batch_in_epoch):
+                produced = True
+                metrics = step_fn(batch, self.state) or {}
+                if "loss" in metrics:
+                    assert_finite(metrics["loss"], self.state.step + 1,
+                                  self.ckpt_path if self.ckpt_path.is_file() else None)
+                self.state.step += 1
+                self.state.batch_in_epoch += 1
+                speed.update(self.batch_size_of(batch))
+                bar.update(1)
+                last = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+                if self.state.step % self.log_every == 0 or self.state.step == end:
+                    rec = self.logger.log(self.state.step, epoch=self.state.epoch, samples_per_s=speed.rate, **last)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
+                                     if isinstance(v, float) and k not in ("time",)}, refresh=False)
+                if on_step_end is not None:
+                    on_step_end(self.state, last)
+                if self.ckpt_every and self.state.step % self.ckpt_every == 0:
+                    self.save()
+                if self.state.step >= end:
+                    break
+            else:
+                if not produced and self.state.batch_in_epoch == 0:
+                    raise ValueError("the data loader produced no batch: data set smaller than one batch?")
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+        bar.close()
+        self.save()
+        self.last_metrics = last
+        self.samples_per_s = speed.rate
+        return self.state
+
+
+def _batch_size(batch) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return 1

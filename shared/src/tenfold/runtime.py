@@ -1,0 +1,78 @@
+"""Device choice, mixed precision, seeding and RNG state capture."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+__all__ = ["select_device", "autocast", "seed_everything", "set_deterministic", "rng_state", "set_rng_state"]
+
+
+def select_device(pref: str | torch.device | None = "auto") -> torch.device:
+    """'auto' picks cuda > mps > cpu; an explicit device that is not available is an error."""
+    if isinstance(pref, torch.device):
+        return pref
+    pref = (pref or "auto").lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            return torch.device("cuda", local % max(torch.cuda.device_count(), 1))
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(pref)
+    except RuntimeError:
+        raise ConfigError(f"device '{pref}' is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{pref}' requested but CUDA is not available; use device=auto or cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device '{pref}' requested but MPS is not available; use device=auto or cpu")
+    return dev
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; full fp32 elsewhere (CPU bf16 is slower and changes numerics)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def set_deterministic(flag: bool) -> None:
+    torch.backends.cudnn.deterministic = flag
+    torch.backends.cudnn.benchmark = not flag
+    if flag:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(flag, warn_only=True)
+
+
+def rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
