@@ -136,7 +136,7 @@ class Trainer:
                 self.state.batch_in_epoch += 1
                 speed.update(self.batch_size_of(batch))
                 bar.update(1)
-                last = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+                last = {k: (float(v.detach()) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
                 if self.state.step % self.log_every == 0 or self.state.step == end:
                     rec = self.logger.log(self.state.step, epoch=self.state.epoch, samples_per_s=speed.rate, **last)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()

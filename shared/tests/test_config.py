@@ -1,0 +1,87 @@
+import dataclasses
+from typing import Literal
+
+import pytest
+
+from tenfold import config
+from tenfold.errors import ConfigError
+
+
+@dataclasses.dataclass
+class Optim:
+    lr: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    name: Literal["sgd", "adamw"] = "sgd"
+
+
+@dataclasses.dataclass
+class Cfg(config.RunConfig):
+    steps: int = 10
+    optim: Optim = dataclasses.field(default_factory=Optim)
+    layers: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+    note: str | None = None
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("steps: 5\noptim:\n  lr: 1e-3\n  name: adamw\n")
+    cfg = config.load(Cfg, p, ["optim.lr=0.5", "layers=[3,4,5]", "seed=7"])
+    assert cfg.steps == 5 and cfg.optim.lr == 0.5 and cfg.optim.name == "adamw"
+    assert cfg.layers == [3, 4, 5] and cfg.seed == 7 and cfg.optim.betas == (0.9, 0.999)
+
+
+def test_yaml11_exponent_string_is_float(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  lr: 1e-3\n")
+    assert config.load(Cfg, p).optim.lr == pytest.approx(1e-3)
+
+
+def test_unknown_key_names_closest():
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr' \(did you mean 'optim.lr'\?\)"):
+        config.load(Cfg, None, ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="'stepz'.*'steps'"):
+        config.load(Cfg, None, ["stepz=3"])
+
+
+def test_wrong_types():
+    with pytest.raises(ConfigError, match="steps: expected an integer"):
+        config.load(Cfg, None, ["steps=abc"])
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        config.load(Cfg, None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="optim.name: expected one of"):
+        config.load(Cfg, None, ["optim.name=rmsprop"])
+    with pytest.raises(ConfigError, match="deterministic: expected true/false"):
+        config.load(Cfg, None, ["deterministic=3"])
+    with pytest.raises(ConfigError, match="optim.betas: expected 2 values"):
+        config.load(Cfg, None, ["optim.betas=[0.9]"])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(Cfg, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(Cfg, bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        config.load(Cfg, None, ["steps"])
+
+
+def test_save_roundtrip(tmp_path):
+    cfg = config.load(Cfg, None, ["optim.lr=0.25", "note=hi"])
+    config.save(cfg, tmp_path / "config.yaml")
+    again = config.load(Cfg, tmp_path / "config.yaml")
+    assert again == cfg
+
+
+def test_validate_hook():
+    @dataclasses.dataclass
+    class V:
+        k: int = 1
+
+        def validate(self):
+            if self.k <= 0:
+                raise ConfigError("k must be positive")
+
+    with pytest.raises(ConfigError, match="k must be positive"):
+        config.from_dict(V, {"k": 0})
