@@ -1,0 +1,82 @@
+# tenfold: one venv (.venv) for everything; torch pinned by constraints.txt.
+#   make demo          install everything, run every package's CPU demo on offline data
+#   make test          install everything, run the spine's and every package's tests (slow ones included)
+#   make test-fast     the same without the `slow` real-data runs
+#   make install-<p> / test-<p> / bench-<p> / demo-<p>   one package on its own
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+PIP := $(BIN)/python -m pip install -q -c constraints.txt
+PACKAGES := $(sort $(patsubst packages/%/pyproject.toml,%,$(wildcard packages/*/pyproject.toml)))
+PYTEST_ARGS ?=
+
+# Real data for tests and benchmarks: $TENFOLD_DATA if set, else ../shared/data when it exists.
+SHARED_DIR := $(abspath ../shared)
+ifeq ($(TENFOLD_DATA),)
+ifneq ($(wildcard $(SHARED_DIR)/data),)
+export TENFOLD_DATA := $(SHARED_DIR)/data
+endif
+endif
+ifeq ($(TENFOLD_MODELS),)
+ifneq ($(wildcard $(SHARED_DIR)/models),)
+export TENFOLD_MODELS := $(SHARED_DIR)/models
+endif
+endif
+
+.PHONY: help venv install test test-fast demo lint clean list
+help:
+	@sed -n '2,6p' Makefile; echo "packages: $(PACKAGES)"
+
+list:
+	@echo $(PACKAGES)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/python
+
+$(VENV)/.installed: $(BIN)/python constraints.txt shared/pyproject.toml $(wildcard packages/*/pyproject.toml)
+	$(PIP) -e 'shared[test]' $(foreach p,$(PACKAGES),-e 'packages/$(p)[test]') ruff
+	touch $@
+
+install: $(VENV)/.installed
+
+install-%: $(BIN)/python
+	@test -f packages/$*/pyproject.toml || { echo "no package '$*' (have: $(PACKAGES))"; exit 2; }
+	$(PIP) -e 'shared[test]' -e 'packages/$*[test]'
+
+# Each suite runs in its own pytest process (test modules of different packages never clash);
+# every suite runs even when one fails, and the exit status reports any failure.
+test: install
+	@fail=""; for t in shared $(addprefix packages/,$(PACKAGES)); do \
+	  echo "=== $$t"; $(BIN)/python -m pytest $$t/tests -q $(PYTEST_ARGS) || fail="$$fail $$t"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "FAILED suites:$$fail"; exit 1; fi; echo "all suites passed"
+
+test-fast:
+	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
+
+test-shared: install
+	$(BIN)/python -m pytest shared/tests -q $(PYTEST_ARGS)
+
+test-%: install-%
+	$(BIN)/python -m pytest packages/$*/tests -q $(PYTEST_ARGS)
+
+bench-%: install-%
+	cd packages/$* && PATH=$(BIN):$$PATH $(BIN)/python bench/cpu.py
+
+demo: install
+	@fail=""; for p in $(PACKAGES); do \
+	  echo "=== demo $$p"; (cd packages/$$p && PATH=$(BIN):$$PATH bash demo.sh $(abspath runs)/demo-$$p) || fail="$$fail $$p"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "FAILED demos:$$fail"; exit 1; fi; echo "all demos ran"
+
+demo-%: install-%
+	cd packages/$* && PATH=$(BIN):$$PATH bash demo.sh $(abspath runs)/demo-$*
+
+lint: install
+	$(BIN)/ruff check shared packages
+
+clean:
+	rm -rf runs .pytest_cache $(VENV)/.installed
