@@ -1,0 +1,40 @@
+import pytest
+import torch
+from cmi.augment import Normalizer
+from cmi.models import ToyNet
+from cmi.toy import make_toy
+
+TOY_MEAN, TOY_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]
+
+
+@pytest.fixture(scope="session")
+def toy_data():
+    return make_toy(2000, seed=0), make_toy(1000, seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy_teacher(toy_data):
+    """Spec §7 ToyNet(16) teacher: Adam 1e-3, batch 64, 4 epochs on the 16x16 toy set (~1 s CPU)."""
+    train, _ = toy_data
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = ToyNet(16, 4)
+    norm = Normalizer(TOY_MEAN, TOY_STD)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x, y = train.tensors()
+    for _ in range(4):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(model(norm(x[idx])), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    opt.zero_grad(set_to_none=True)
+    model.eval().requires_grad_(False)
+    return model
+
+
+@pytest.fixture
+def toy_norm():
+    return Normalizer(TOY_MEAN, TOY_STD)
