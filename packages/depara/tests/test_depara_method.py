@@ -4,13 +4,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-from torch import nn
-
 from depara.evaluate import SORT_GT, kendall_tau, precision_recall_at_k, spearman_rho
 from depara.graph import GraphOptions, build_graph, layer_graphs
-from depara.method import (attribute, depara_score, edge_vector, node_similarity, rankdata, reduce_channels,
-                           rsa_vector, spearman)
+from depara.method import (
+    attribute,
+    depara_score,
+    edge_vector,
+    node_similarity,
+    rankdata,
+    reduce_channels,
+    rsa_vector,
+    spearman,
+)
+from scipy import stats
+from torch import nn
 
 
 def test_grad_input_linear_scalar_hand_case():
@@ -112,7 +119,8 @@ def test_node_similarity_hand_case_and_invariants():
     scale = torch.rand(5, 1) + 0.1
     assert float(node_similarity(a, b * scale)) == pytest.approx(float(node_similarity(a, b)), abs=1e-6)
     A = torch.randn(5, 3, 4, 4)
-    assert float(node_similarity(reduce_channels(A, "mean"), reduce_channels(-A, "mean"))) == pytest.approx(-1, abs=1e-6)
+    neg = node_similarity(reduce_channels(A, "mean"), reduce_channels(-A, "mean"))
+    assert float(neg) == pytest.approx(-1, abs=1e-6)
 
 
 def test_node_similarity_fp16_storage_close():
@@ -123,7 +131,8 @@ def test_node_similarity_fp16_storage_close():
 
 def test_spearman_hand_cases():
     assert float(spearman(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.2, 0.9, 0.4]))) == pytest.approx(0.5)
-    assert float(spearman(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.2, 0.9, 0.4]), "argsort")) == pytest.approx(0.5)
+    a, b = torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.2, 0.9, 0.4])
+    assert float(spearman(a, b, "argsort")) == pytest.approx(0.5)
     e = torch.rand(50)
     assert float(spearman(e, e)) == pytest.approx(1.0)
     assert float(spearman(e, -e)) == pytest.approx(-1.0)
@@ -139,7 +148,8 @@ def test_spearman_matches_scipy_tie_free_and_with_ties():
     # ties (post-ReLU / quantised features): average ranks, unlike the reference's argsort ranks
     qa, qb = torch.round(a * 4), torch.round(b * 4)
     assert float(spearman(qa, qb)) == pytest.approx(stats.spearmanr(qa, qb).statistic, abs=1e-10)
-    assert torch.equal(rankdata(torch.tensor([3.0, 1.0, 3.0, 2.0])), torch.tensor([2.5, 0.0, 2.5, 1.0], dtype=torch.float64))
+    expected = torch.tensor([2.5, 0.0, 2.5, 1.0], dtype=torch.float64)
+    assert torch.equal(rankdata(torch.tensor([3.0, 1.0, 3.0, 2.0])), expected)
 
 
 def test_edge_vector_layout_and_invariants():

@@ -40,7 +40,8 @@ SORT_GT = np.array([
 
 def spearman_rho(x, y) -> float:
     """Spearman's rho with average ranks for ties; nan when either side is constant."""
-    rx, ry = rankdata(torch.as_tensor(np.asarray(x, dtype=np.float64))), rankdata(torch.as_tensor(np.asarray(y, dtype=np.float64)))
+    rx = rankdata(torch.as_tensor(np.asarray(x, dtype=np.float64)))
+    ry = rankdata(torch.as_tensor(np.asarray(y, dtype=np.float64)))
     rx, ry = rx - rx.mean(), ry - ry.mean()
     den = float(rx.norm() * ry.norm())
     return float((rx * ry).sum()) / den if den > 0 else float("nan")

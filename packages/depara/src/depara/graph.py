@@ -4,15 +4,14 @@ Graphs are cached per model, so scoring M models costs M extractions, not M^2 (s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from tenfold import checkpoint
 from tenfold.errors import CheckpointError, ConfigError
+from torch import nn
 
 from .method import attribute, edge_vector, elrp_rules, no_inplace, reduce_channels, rsa_vector
 

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-
 from tenfold.errors import ConfigError
 
 __all__ = ["ATTRIBUTIONS", "CHANNEL_REDUCE", "attribute", "reduce_channels", "elrp_rules", "edge_vector",

@@ -1,7 +1,7 @@
 """Pairwise scoring of cached graphs and the selection rule: rank sources (or layers) by S(G_t, G_s)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

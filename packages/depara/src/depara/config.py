@@ -1,0 +1,112 @@
+"""Configuration: defaults are the spec's (7.2 zoo, 2.6 graph options, 2.4 lambdas)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tenfold.config import RunConfig
+from tenfold.errors import ConfigError
+
+from .graph import GraphOptions
+from .method import ATTRIBUTIONS, CHANNEL_REDUCE
+
+__all__ = ["DataConfig", "ZooConfig", "TransferConfig", "ScoreConfig", "SelectConfig", "DeparaConfig"]
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synth"  # synth (spec 7.2, offline) | real (CIFAR-10 + MNIST, spec 7.4)
+    image_size: int = 24  # synthetic images only; real ones are 32x32
+    n_train: int = 3000  # per zoo model
+    n_transfer: int = 1000  # linear-probe training images per pool (a target keeps its own classes of them)
+    n_test: int = 1000  # linear-probe test images per pool
+    n_probe: int = 100  # DEPARA probe images, shared and ordered
+    probe_pool: str = "auto"  # auto (synth for synth, cifar test images for real) | synth | cifar | mnist
+    probe_folder: str = ""  # optional: your own probe images (a folder of image files, sorted by name)
+
+    def validate(self):
+        if self.kind not in ("synth", "real"):
+            raise ConfigError(f"data.kind must be synth or real, got {self.kind!r}")
+        if self.probe_pool not in ("auto", "synth", "cifar", "mnist"):
+            raise ConfigError(f"data.probe_pool must be auto, synth, cifar or mnist, got {self.probe_pool!r}")
+        for k in ("n_train", "n_transfer", "n_test", "n_probe"):
+            if getattr(self, k) < 3:
+                raise ConfigError(f"data.{k} must be >= 3, got {getattr(self, k)}")
+
+
+@dataclass
+class ZooConfig:
+    tasks: list[str] = field(default_factory=lambda: ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"])
+    arch: str = "tiny_cnn"  # tiny_cnn (spec 7.2) or a tenfold.nets name, e.g. resnet18 for the GPU zoo
+    width: int = 16  # tiny_cnn channels of the first conv
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 3e-3  # Adam
+    teachers: list[str] = field(default_factory=list)  # extra sources: ../shared/models/*.pt (JSON beside)
+    ckpt_every: int = 0
+
+    def validate(self):
+        if not self.tasks:
+            raise ConfigError("zoo.tasks is empty: name at least two tasks (see depara.data.TASKS)")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("zoo.epochs, zoo.batch_size must be >= 1 and zoo.lr > 0")
+
+
+@dataclass
+class TransferConfig:
+    targets: list[str] = field(default_factory=list)  # default: every zoo task except random-label controls
+    iters: int = 50  # L-BFGS iterations of the logistic-regression probe
+    l2: float = 1e-3
+    random_floor: bool = True  # also probe a random-init encoder (the floor)
+
+
+@dataclass
+class ScoreConfig:
+    lam: float = 1.0  # lambda of S = S_V + lambda S_E for rankings and the heat map
+    lambdas: list[float] = field(default_factory=lambda: [0.25, 1.0, 10.0])  # all reported
+    spearman_ties: str = "average"  # average (scipy) | argsort (reference code: ties broken by order)
+    random_draws: int = 200  # random-score control: metrics averaged over this many seeded draws
+    k: int = 3  # P@K against the K best measured sources
+    models: list[str] = field(default_factory=list)  # score these model files instead of a zoo's models/
+
+    def validate(self):
+        if self.spearman_ties not in ("average", "argsort"):
+            raise ConfigError(f"score.spearman_ties must be average or argsort, got {self.spearman_ties!r}")
+
+
+@dataclass
+class SelectConfig:
+    mode: str = "model"  # model (rank sources per target) | layer (rank layers of one source)
+    target: str = ""  # model mode: one target task (empty: all targets)
+    layer_source: str = "T2"  # layer mode: zoo task name or a model file
+    layer_target: str = "T1"  # layer mode: the target task (ground truth: linear probe per layer)
+    layer_reference: str = ""  # reference model (task name or file); empty: the target task's zoo model
+    reference_output: str = "logits"  # logits (paper: final linear layer) | features (pooled representation)
+    layers: list[str] = field(default_factory=list)  # module names; empty: every Conv2d of the source
+    center_features: bool = False  # layer selection edges are not centred in the reference code
+    reference_on_probe_data: bool = True  # reports which reference was used (spec pitfall: leakage)
+
+    def validate(self):
+        if self.mode not in ("model", "layer"):
+            raise ConfigError(f"select.mode must be model or layer, got {self.mode!r}")
+        if self.reference_output not in ("logits", "features"):
+            raise ConfigError(f"select.reference_output must be logits or features, got {self.reference_output!r}")
+
+
+@dataclass
+class DeparaConfig(RunConfig):
+    out: str = "runs/depara"
+    zoo_dir: str = ""  # where depara-zoo wrote models/ and transfer.json (default: out)
+    data: DataConfig = field(default_factory=DataConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    graph: GraphOptions = field(default_factory=GraphOptions)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def validate(self):
+        if self.graph.attribution not in ATTRIBUTIONS:
+            raise ConfigError(f"graph.attribution must be one of {list(ATTRIBUTIONS)}, got {self.graph.attribution!r}")
+        if self.graph.channel_reduce not in CHANNEL_REDUCE:
+            raise ConfigError(f"graph.channel_reduce must be one of {list(CHANNEL_REDUCE)}, "
+                              f"got {self.graph.channel_reduce!r}")
+        self.graph.validate()
