@@ -110,6 +110,7 @@ class ScheduleConfig:
     kd_use_ood: bool = True  # concat(synthetic, OOD) in the student step (pitfall 5); false = synthetic only
     amp: bool = True  # bf16 autocast on CUDA (no-op on CPU)
     log_every: int = 10
+    eval_teacher: bool = True  # also report the teacher's accuracy on the in-domain test set
 
     def validate(self):
         _positive(self, "epochs", "batch_size", "kd_steps")
@@ -129,7 +130,8 @@ class MosaicConfig(RunConfig):
 
 @dataclass
 class DataFreeConfig:
-    """DFQ-style data-free KD of the repo's kd_datafree.py (README: oh 1, ie 20, bn 1, adv 1); DFAD = oh 0, ie 0, bn 0."""
+    """DFQ-style data-free KD of the repo's kd_datafree.py (README: oh 1, ie 20, bn 1, adv 1).
+    DFAD = oh 0, ie 0, bn 0 (pure adversarial)."""
 
     adv: float = 1.0
     oh: float = 1.0
@@ -164,6 +166,7 @@ class KDConfig(RunConfig):
     ckpt_every: int = 0
     amp: bool = True
     log_every: int = 10
+    eval_teacher: bool = True
 
     def validate(self):
         if self.method not in ("vanilla", "balanced", "datafree"):
