@@ -1,0 +1,151 @@
+"""The pre-training augmentations of spec §2.7, batched on tensors (on the training device).
+
+Per-sample PIL pipelines are the bottleneck on CPU and a data-loader cost on GPU; here every random
+parameter is drawn per sample from a seeded generator and applied to the whole batch at once.
+Input: float images in [0, 1], [N, 3, H, W]. Output: normalised views.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ViewSpec", "random_resized_crop", "color_jitter", "grayscale", "gaussian_blur", "solarize",
+           "make_view", "eval_view", "normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclasses.dataclass
+class ViewSpec:
+    size: int
+    scale: tuple[float, float]
+    blur_p: float
+    solarize_p: float = 0.0
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    flip_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+def _u(n, lo, hi, g):
+    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def random_resized_crop(x: torch.Tensor, size: int, scale, g: torch.Generator, flip_p: float = 0.0,
+                        ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """Crop of area fraction U(scale) and log-uniform aspect ratio, resized bicubically to size x size,
+    with an optional horizontal flip folded into the same resampling."""
+    n = x.shape[0]
+    area = _u(n, scale[0], scale[1], g)
+    logr = _u(n, math.log(ratio[0]), math.log(ratio[1]), g)
+    r = logr.exp()
+    w = (area * r).sqrt().clamp(max=1.0)  # fractions of the image width / height
+    h = (area / r).sqrt().clamp(max=1.0)
+    cx = (1 - w) * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)  # centre in [-(1-w), 1-w]
+    cy = (1 - h) * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)
+    flip = torch.rand(n, generator=g) < flip_p
+    sx = torch.where(flip, -w, w)
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
+    grid = F.affine_grid(theta.to(x), [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=False).clamp_(0, 1)
+
+
+def _gray(x):
+    w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def color_jitter(x, strength, p, g):
+    """Brightness, contrast, saturation and hue factors per sample (applied to a fraction p of the batch).
+
+    Hue is a rotation of the chroma plane in YIQ space, a close batched stand-in for torchvision's HSV shift."""
+    n = x.shape[0]
+    b, c, s, h = strength
+    on = (torch.rand(n, generator=g) < p).to(x.device).view(n, 1, 1, 1)
+    fb = _u(n, max(0, 1 - b), 1 + b, g).to(x).view(n, 1, 1, 1)
+    fc = _u(n, max(0, 1 - c), 1 + c, g).to(x).view(n, 1, 1, 1)
+    fs = _u(n, max(0, 1 - s), 1 + s, g).to(x).view(n, 1, 1, 1)
+    fh = _u(n, -h, h, g).to(x)
+    y = (x * fb).clamp(0, 1)
+    y = ((y - _gray(y).mean((2, 3), keepdim=True)) * fc + _gray(y).mean((2, 3), keepdim=True)).clamp(0, 1)
+    gy = _gray(y)
+    y = ((y - gy) * fs + gy).clamp(0, 1)
+    if h > 0:
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                              dtype=x.dtype, device=x.device)
+        ang = 2 * math.pi * fh
+        cos, sin = ang.cos(), ang.sin()
+        rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+        m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # [n, 3, 3]
+        y = torch.einsum("nij,njhw->nihw", m, y).clamp(0, 1)
+    return torch.where(on, y, x)
+
+
+def grayscale(x, p, g):
+    on = (torch.rand(x.shape[0], generator=g) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(on, _gray(x).expand_as(x), x)
+
+
+def gaussian_blur(x, p, sigma_range, g, max_sigma: float = 2.0):
+    """Gaussian blur with sigma ~ U(sigma_range) on a fraction p (PIL GaussianBlur(radius=sigma) semantics)."""
+    n, c, hh, ww = x.shape
+    on = torch.rand(n, generator=g) < p
+    if not on.any():
+        return x
+    sig = _u(n, sigma_range[0], sigma_range[1], g)
+    rad = int(math.ceil(3 * max(max_sigma, sigma_range[1])))
+    rad = min(rad, (min(hh, ww) - 1) // 2)
+    t = torch.arange(-rad, rad + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t[None] / sig[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)
+    ident = (t == 0).double().expand(n, -1)
+    k = torch.where(on[:, None], k, ident).to(x)  # [n, K]
+    kk = k.repeat_interleave(c, 0)  # one kernel per (sample, channel)
+    y = x.reshape(1, n * c, hh, ww)
+    y = F.conv2d(F.pad(y, (rad, rad, 0, 0), mode="reflect"), kk.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, rad, rad), mode="reflect"), kk.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, hh, ww)
+
+
+def solarize(x, p, g, threshold: float = 128 / 255):
+    on = (torch.rand(x.shape[0], generator=g) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(on & (x >= threshold), 1.0 - x, x)
+
+
+def normalize(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def make_view(x: torch.Tensor, spec: ViewSpec, g: torch.Generator, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """One augmented, normalised view of a [0,1] batch (crop+flip, jitter, grayscale, blur, solarise)."""
+    y = random_resized_crop(x, spec.size, spec.scale, g, spec.flip_p)
+    if spec.jitter_p > 0:
+        y = color_jitter(y, spec.jitter, spec.jitter_p, g)
+    if spec.gray_p > 0:
+        y = grayscale(y, spec.gray_p, g)
+    if spec.blur_p > 0:
+        y = gaussian_blur(y, spec.blur_p, spec.blur_sigma, g)
+    if spec.solarize_p > 0:
+        y = solarize(y, spec.solarize_p, g)
+    return normalize(y, mean, std)
+
+
+def eval_view(x: torch.Tensor, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Resize(int(size * 256/224), bicubic) -> CenterCrop(size) -> Normalize (spec §3; CIFAR: 36 -> 32)."""
+    r = int(size * 256 / 224)
+    h, w = x.shape[-2:]
+    if (h, w) != (r, r):
+        x = F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False, antialias=h > r).clamp(0, 1)
+    o = (r - size) // 2
+    return normalize(x[..., o:o + size, o:o + size], mean, std)

@@ -1,0 +1,67 @@
+"""Data sets for pre-training and evaluation: uint8 images, augmented later in batches on the device."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tenfold import data as tdata
+from tenfold.errors import DataError
+from torch.utils.data import Dataset
+
+__all__ = ["load_split", "balanced_subset", "to_unit", "FolderImages"]
+
+
+class FolderImages(Dataset):
+    """ImageFolder items as uint8 [3, s, s] tensors (shorter side resized to s, centre crop)."""
+
+    def __init__(self, path, size: int):
+        from torchvision.transforms import v2
+
+        self.tf = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+        self.ds = tdata.image_folder(path, transform=None)
+        self.targets = np.asarray(self.ds.targets)
+        self.classes = self.ds.classes
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        img, y = self.ds[i]
+        return self.tf(img.convert("RGB")), int(y)
+
+
+def balanced_subset(ds: tdata.ArrayImageDataset, per_class: int, seed: int) -> tdata.ArrayImageDataset:
+    idx = tdata.few_shot_indices(ds.labels, per_class, seed)
+    return tdata.ArrayImageDataset(ds.images[idx], ds.labels[idx], None, ds.classes)
+
+
+def load_split(dcfg, train: bool, data_root=None, seed: int = 0):
+    """The train or test split named by the DataConfig (uint8 items; labels only used for evaluation)."""
+    name = dcfg.dataset
+    if name == "shapes":
+        n = dcfg.shapes_train if train else dcfg.shapes_test
+        ds = tdata.synthetic_shapes(n, 32, 10, seed=1000 + seed if train else 2000 + seed)
+    elif name == "cifar10":
+        ds = tdata.cifar10(data_root, train=train)
+    elif name == "cifar100":
+        ds = tdata.cifar100(data_root, train=train)
+    elif name == "stl10":
+        ds = tdata.stl10(data_root, split="train" if train else "test")
+    elif name == "imagefolder":
+        if not dcfg.path:
+            raise DataError("data.dataset=imagefolder needs data.path=DIR with DIR/train/<class>/* and "
+                            "DIR/val/<class>/* (e.g. an ImageNet-1K copy)")
+        from pathlib import Path
+
+        return FolderImages(Path(dcfg.path) / ("train" if train else "val"), dcfg.base_size)
+    else:  # pragma: no cover - Literal type checked by the config
+        raise DataError(f"unknown data set {name}")
+    per_class = dcfg.train_per_class if train else dcfg.test_per_class
+    if per_class:
+        ds = balanced_subset(ds, per_class, dcfg.subset_seed)
+    ds.transform = None
+    return ds
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Batch from the loader -> float [0, 1] (ArrayImageDataset already yields floats; folders yield uint8)."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
