@@ -36,7 +36,7 @@ def _train_parser():
 
 @main_guard
 def train_main(argv: list[str] | None = None) -> int:
-    args = _train_parser().parse_args(argv)
+    args = _train_parser().parse_intermixed_args(argv)
     if args.steps is not None:
         args.overrides = list(args.overrides or []) + [f"optim.steps={args.steps}"]
     cfg = parse_config(PretrainConfig, args)
@@ -59,7 +59,7 @@ def _eval_parser():
 
 @main_guard
 def eval_main(argv: list[str] | None = None) -> int:
-    args = _eval_parser().parse_args(argv)
+    args = _eval_parser().parse_intermixed_args(argv)
     extra = []
     if args.checkpoint:
         extra.append(f"checkpoint={args.checkpoint}")
