@@ -38,3 +38,14 @@ def toy_teacher(toy_data):
 @pytest.fixture
 def toy_norm():
     return Normalizer(TOY_MEAN, TOY_STD)
+
+
+@pytest.fixture(scope="session")
+def toy_teacher_file(toy_teacher, tmp_path_factory):
+    """The toy teacher as a ../shared/models-style plain state_dict + JSON (arch, classes)."""
+    import json
+
+    d = tmp_path_factory.mktemp("teacher")
+    torch.save(toy_teacher.state_dict(), d / "toy.pt")
+    (d / "toy.json").write_text(json.dumps({"arch": "toynet16", "num_classes": 4}))
+    return d / "toy.pt"

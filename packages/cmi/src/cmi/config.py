@@ -115,6 +115,7 @@ class DistillConfig(RunConfig):
     kd: KDConfig = field(default_factory=KDConfig)
     ckpt_every_rounds: int = 0  # 0 = once per epoch
     export_pool: bool = False  # write <out>/pool.npz at the end
+    eval_teacher: bool = True  # report the teacher's test accuracy in summary.json
 
 
 @dataclass
