@@ -11,15 +11,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from tenfold.data import data_root
 from tenfold.errors import ConfigError
 from tenfold.loop import Trainer, assert_finite
 from tenfold.runtime import autocast
+from torch import nn
 
-from .common import (Timer, build_teacher, evaluate, export_model, in_domain_test, norms, ood_pool, setup_run,
-                     teacher_logits)
+from .common import (
+    Timer,
+    build_teacher,
+    evaluate,
+    export_model,
+    in_domain_test,
+    norms,
+    ood_pool,
+    setup_run,
+    teacher_logits,
+)
 from .config import KDConfig
 from .data import DATA_SEED, BatchStream
 from .game import cosine, frozen

@@ -28,7 +28,7 @@ def train(argv=None) -> None:
                     "teacher finds in-domain, and is pushed towards student-teacher disagreement; the student "
                     "learns from synthetic + OOD images. " + DATA_HELP)
     p.add_argument("--stop-at", type=int, help="stop after this many outer iterations (checkpointed; resume later)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may follow options
     cfg = parse_config(MosaicConfig, args)
     from .train import run_mosaic
 
@@ -41,7 +41,7 @@ def kd(argv=None) -> None:
                     "images, tau 5), balanced (OOD resampled to balance the teacher's pseudo-labels), datafree "
                     "(DFQ-style generator; DFAD with datafree.oh=0 datafree.ie=0 datafree.bn=0). " + DATA_HELP)
     p.add_argument("--stop-at", type=int, help="stop after this many steps (checkpointed; resume later)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may follow options
     cfg = parse_config(KDConfig, args)
     from .baselines import run_kd
 
@@ -53,7 +53,7 @@ def teacher(argv=None) -> None:
     p = base_parser("mosaickd-teacher", "Train a teacher on a data set or class subset (teacher.dataset, "
                     "teacher.classes, teacher.arch); writes <out>/teacher.pt + teacher.json for model.teacher.")
     p.add_argument("--stop-at", type=int, help="stop after this many steps (checkpointed; resume later)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may follow options
     cfg = parse_config(TeacherConfig, args)
     from .teacher import run_teacher
 

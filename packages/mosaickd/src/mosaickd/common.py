@@ -8,14 +8,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from tenfold import config as config_mod
 from tenfold import distributed, runtime
 from tenfold.data.root import cache_dir
 from tenfold.errors import CheckpointError, ConfigError
 from tenfold.eval import topk_accuracy
 from tenfold.nets import load_teacher
+from torch import nn
 
 from .config import DataConfig, ModelConfig
 from .data import ImageSet, load_split, normalizer_for

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from tenfold.data import data_root
 from tenfold.loop import Trainer
 from tenfold.runtime import autocast

@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from tenfold.data import data_root
 from tenfold.loop import Trainer, assert_finite
 
-from .common import (Timer, apply_ood_subset, build_teacher, evaluate, export_model, in_domain_test, norms,
-                     ood_pool, setup_run, teacher_logits)
+from .common import (
+    Timer,
+    apply_ood_subset,
+    build_teacher,
+    evaluate,
+    export_model,
+    in_domain_test,
+    norms,
+    ood_pool,
+    setup_run,
+    teacher_logits,
+)
 from .config import MosaicConfig
 from .data import BatchStream
 from .game import MosaicGame
