@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,9 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     with open(path) as f:
         header = f.readline().strip().split(",")
     try:
-        arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():  # an empty file is reported by validate_stream instead
+            warnings.simplefilter("ignore", UserWarning)
+            arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
     except ValueError as e:
         raise DataError(f"{path}: not a numeric CSV ({str(e).splitlines()[0]})") from None
     if arr.size == 0:
