@@ -65,8 +65,8 @@ def test_nan_loss_stops_and_keeps_last_good(tmp_path, capsys):
     out = tmp_path / "run"
     train_main(["--config", DEMO, "--out", str(out), "--stop-at", "2", *SMALL])
     before = (out / "last.pt").read_bytes()
-    code, err = run_cli(train_main, ["--config", DEMO, "--out", str(out), *SMALL, "loss.temp=1e-40", "loss.warmup_temp=1e-40", "--resume"],
-                        capsys)
+    nan = ["loss.temp=1e-40", "loss.warmup_temp=1e-40"]  # logits overflow to inf -> NaN loss
+    code, err = run_cli(train_main, ["--config", DEMO, "--out", str(out), *SMALL, *nan, "--resume"], capsys)
     assert code == 2 and len(err) == 1 and "loss became" in err[0]
     assert (out / "last.pt").read_bytes() == before
 
@@ -93,3 +93,14 @@ def test_eval_protocols(tmp_path, capsys):
     code, err = run_cli(eval_main, ["--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "e2")],
                         capsys)
     assert code == 2 and len(err) == 1 and "not found" in err[0]
+
+
+@pytest.mark.parametrize("path", sorted((Path(DEMO).parent).glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_loads(path):
+    from patchmix.config import EvalConfig, PretrainConfig
+    from tenfold import config as config_mod
+
+    schema = EvalConfig if "eval" in path.name else PretrainConfig
+    cfg = config_mod.load(schema, path)
+    if schema is PretrainConfig and "tiny_cpu" not in path.name and path.name != "demo.yaml":
+        assert cfg.seed == 7 and cfg.loss.temp == 0.2 and cfg.mix.mix_num == [2]

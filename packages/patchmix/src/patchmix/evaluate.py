@@ -91,12 +91,12 @@ def knn_monitor(cfg: PretrainConfig, backbone, device) -> dict:
 
 
 @torch.no_grad()
-def instance_retrieval(backbone, x: torch.Tensor, spec, seed: int, mean, std) -> float:
+def instance_retrieval(backbone, x: torch.Tensor, spec1, spec2, seed: int, mean, std) -> float:
     """Held-out instance retrieval top-1 (%): view 2 of image i must retrieve view 1 of image i (CLS cosine)."""
     g = torch.Generator().manual_seed(seed)
     with eval_mode(backbone):
-        a = F.normalize(backbone.cls_feature(make_view(x, spec, g, mean, std)), dim=1)
-        b = F.normalize(backbone.cls_feature(make_view(x, spec, g, mean, std)), dim=1)
+        a = F.normalize(backbone.cls_feature(make_view(x, spec1, g, mean, std)), dim=1)
+        b = F.normalize(backbone.cls_feature(make_view(x, spec2, g, mean, std)), dim=1)
     hit = (b @ a.T).argmax(1) == torch.arange(len(x), device=x.device)
     return hit.float().mean().item() * 100
 
