@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from depara.cli import score_main, select_main, zoo_main
 from depara.data import TASKS, make_pool, synthetic_factors, task_view, transform_pool
 from depara.zoo import train_task_model
@@ -160,10 +159,9 @@ def test_real_task_views_on_a_fake_pool():
 
 
 def test_probe_folder_and_probe_order(tmp_path):
-    from PIL import Image
-
     from depara.config import DeparaConfig
     from depara.pipeline import probe_tensor
+    from PIL import Image
 
     for i in range(4):
         Image.fromarray(np.full((40, 30, 3), 60 * i, dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
