@@ -1,0 +1,106 @@
+"""Configuration (defaults = the official CIFAR-10 settings, spec §2.7)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tenfold.config import RunConfig
+from tenfold.errors import ConfigError
+
+from .models import VGG16_GRAFT_STUDENT, VGG16_TEACHER
+
+
+@dataclass
+class ModelConfig:
+    teacher_arch: str = "vgg_blockwise"  # vgg_blockwise | resnet18 | resnet34 | tv_resnet18 | tv_resnet34 | ...
+    teacher_blocks: list[list[int]] = field(default_factory=lambda: [list(b) for b in VGG16_TEACHER])
+    teacher_ckpt: str | None = None  # plain state_dict; None: $TENFOLD_MODELS/cifar10_vgg16_blockwise.pt
+    student_arch: str = "vgg_blockwise"
+    student_blocks: list[list[int]] = field(default_factory=lambda: [list(b) for b in VGG16_GRAFT_STUDENT])
+    student_head_hidden: int = 512
+    student_width: int = 32  # CIFAR ResNet students: base width
+    positions: list[int] = field(default_factory=lambda: [3, 4, 5])  # K (= number of blocks) is the head
+    force_adapters: bool = False  # 1×1 adapters even where widths match
+    num_classes: int = 10
+
+
+@dataclass
+class DataConfig:
+    name: Literal["cifar10", "cifar100", "synthetic"] = "cifar10"
+    n_shot: int = 10
+    few_shot_seed: int = 6  # official: 6 for CIFAR-10, 10 for CIFAR-100
+    pool_per_class: int = 5000  # official: shuffled range(5000) per class (500 for CIFAR-100)
+    val_per_class: int = 0  # held out of the n shots for select=best_on_val (unlabeled: teacher agreement)
+    augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
+    cache_prefix: bool = False  # with augment in {flip, none}: cache the frozen prefix and teacher logits
+    test_limit: int = 0  # evaluate on the first N test images (0 = all)
+    synthetic_train: int = 3000
+    synthetic_test: int = 1000
+    image_size: int = 32
+
+
+@dataclass
+class Stage1Config:
+    epochs: list[int] = field(default_factory=lambda: [100, 60, 60])
+    lr_block: list[float] = field(default_factory=lambda: [2.5e-4, 2.5e-4, 2.5e-4])
+    lr_t2s: list[float] = field(default_factory=lambda: [2.5e-3, 2.5e-3, 2.5e-3])
+    lr_s2t: list[float] = field(default_factory=lambda: [2.5e-3, 2.5e-3, 2.5e-3])
+    scale_lr_by_shots: bool = True  # lr × n/10 (official)
+
+
+@dataclass
+class Stage2Config:
+    epochs: list[int] = field(default_factory=lambda: [100, 100])
+    lr: float = 1e-4  # the reference hard-codes 1e-4 here; configurable, not scaled by shots
+    select: Literal["last", "best_on_val", "best_on_test"] = "last"  # best_on_test = the reference (leaks test)
+
+
+@dataclass
+class BaselineConfig:
+    lr: float = 1e-3  # Adam lr of the plain few-shot KD / scratch baselines (all trained params)
+    epochs: int = 0  # 0: the same number of epochs as NetGraft's two stages together (equal steps)
+
+
+@dataclass
+class NetGraftConfig(RunConfig):
+    out: str = "runs/netgraft"
+    method: Literal["netgraft", "kd", "scratch"] = "netgraft"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    loss: Literal["normalized_mse", "mse", "kl"] = "normalized_mse"
+    kl_temperature: float = 4.0
+    batch_size: int = 0  # 0: int(64 · n/10) (official scaling rule)
+    eval_every: int = 0  # evaluate the test set every N epochs for logging (0: only at the end)
+    num_workers: int = 0
+
+    def validate(self):
+        n_units = len(self.model.positions)
+        for name, vals in (("stage1.epochs", self.stage1.epochs), ("stage1.lr_block", self.stage1.lr_block),
+                           ("stage1.lr_t2s", self.stage1.lr_t2s), ("stage1.lr_s2t", self.stage1.lr_s2t)):
+            if len(vals) != n_units:
+                raise ConfigError(f"{name} needs one value per grafting unit ({n_units}), got {len(vals)}")
+        if len(self.stage2.epochs) != n_units - 1:
+            raise ConfigError(f"stage2.epochs needs {n_units - 1} values (chains of length 2..{n_units}), "
+                              f"got {len(self.stage2.epochs)}")
+        pos = self.model.positions
+        if any(b != a + 1 for a, b in zip(pos, pos[1:])):
+            raise ConfigError(f"model.positions must be consecutive for progressive grafting, got {pos}")
+        if self.data.n_shot < 1:
+            raise ConfigError("data.n_shot must be ≥ 1")
+        if self.data.val_per_class >= self.data.n_shot:
+            raise ConfigError("data.val_per_class must be smaller than data.n_shot")
+        if self.stage2.select == "best_on_val" and self.data.val_per_class == 0:
+            raise ConfigError("stage2.select=best_on_val needs data.val_per_class ≥ 1")
+        if self.data.cache_prefix and self.data.augment == "crop_flip":
+            raise ConfigError("data.cache_prefix needs data.augment=flip or none (random crops change the prefix)")
+
+    @property
+    def factor(self) -> float:
+        return self.data.n_shot / 10.0
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size or max(1, int(64 * self.factor))

@@ -1,0 +1,340 @@
+"""NetGraft training (spec §2.4–2.5) and the baselines, with epoch-level exact resume.
+
+The schedule is a flat list of phases — stage-1 block grafting of each unit, stage-2 chains of length
+2..L (NetGraft), or one end-to-end phase (plain few-shot KD / scratch) — each with its own Adam.
+A checkpoint is written after every epoch; `--resume` restores units, optimizer, RNG and position.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tenfold import checkpoint, config as config_mod, data as tfdata, runtime
+from tenfold.data import transforms
+from tenfold.errors import CheckpointError, ConfigError
+from tenfold.loop import assert_finite
+from tenfold.meters import MetricLogger, progress
+
+from .config import NetGraftConfig
+from .fewshot import PrefixCache, Unlabeled, augmentation, official_few_shot, split_val
+from .method import Grafted, Student, build_units, graft_loss
+from .models import build_student, build_teacher, copy_prefix_, load_teacher_weights, partition
+
+__all__ = ["Setup", "build", "phases", "run", "evaluate_student", "default_teacher_path"]
+
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+
+
+@dataclasses.dataclass
+class Phase:
+    kind: str  # block | net | kd | scratch
+    index: int  # unit index (block) or chain index (net: chain of units 0..index+1)
+    epochs: int
+
+
+def default_teacher_path() -> Path | None:
+    root = os.environ.get("TENFOLD_MODELS")
+    p = Path(root) / "cifar10_vgg16_blockwise.pt" if root else None
+    return p if p is not None and p.is_file() else None
+
+
+def phases(cfg: NetGraftConfig) -> list[Phase]:
+    if cfg.method == "netgraft":
+        return ([Phase("block", g, e) for g, e in enumerate(cfg.stage1.epochs)]
+                + [Phase("net", i, e) for i, e in enumerate(cfg.stage2.epochs)])
+    total = cfg.baseline.epochs or (sum(cfg.stage1.epochs) + sum(cfg.stage2.epochs))
+    return [Phase(cfg.method, 0, total)]
+
+
+def _load_images(cfg: NetGraftConfig):
+    d = cfg.data
+    if d.name == "synthetic":
+        tr = tfdata.synthetic_shapes(d.synthetic_train, d.image_size, cfg.model.num_classes, seed=1)
+        te = tfdata.synthetic_shapes(d.synthetic_test, d.image_size, cfg.model.num_classes, seed=2)
+        return tr, te, transforms.CIFAR10_MEAN, transforms.CIFAR10_STD
+    if d.name == "cifar10":
+        return (tfdata.cifar10(cfg.data_root, train=True), tfdata.cifar10(cfg.data_root, train=False),
+                transforms.CIFAR10_MEAN, transforms.CIFAR10_STD)
+    return (tfdata.cifar100(cfg.data_root, train=True), tfdata.cifar100(cfg.data_root, train=False),
+            CIFAR100_MEAN, CIFAR100_STD)
+
+
+@dataclasses.dataclass
+class Setup:
+    device: torch.device
+    teacher: nn.Module
+    tpart: object
+    student: nn.Module
+    spart: object
+    units: nn.ModuleList
+    prefix_end: int
+    train_set: object
+    val_set: object
+    test_x: torch.Tensor  # normalised test images, or their cached prefix outputs
+    test_y: torch.Tensor
+    cached: bool
+    mean: tuple
+    std: tuple
+
+
+def _normalised(ds, mean, std, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = ds.tensors()
+    if limit:
+        x, y = x[:limit], y[:limit]
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    return (x - m) / s, y
+
+
+def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
+    device = runtime.select_device(cfg.device)
+    runtime.seed_everything(cfg.seed)
+    mc = cfg.model
+    teacher = build_teacher(mc.teacher_arch, mc.num_classes, mc.teacher_blocks)
+    if teacher_state is not None:
+        teacher.load_state_dict(teacher_state)
+    else:
+        path = mc.teacher_ckpt or default_teacher_path()
+        if path is None:
+            raise CheckpointError("no teacher: set model.teacher_ckpt=PATH (a plain state_dict, e.g. "
+                                  "../shared/models/cifar10_vgg16_blockwise.pt) or train one with netgraft-teacher")
+        load_teacher_weights(teacher, path)
+    teacher.to(device).eval().requires_grad_(False)  # frozen, but gradients still flow through it
+    student = build_student(mc.student_arch, mc.num_classes, mc.student_blocks, mc.student_head_hidden,
+                            mc.student_width).to(device)
+    tpart, spart = partition(teacher), partition(student)
+    prefix_end = mc.positions[0]
+    if cfg.method != "scratch":
+        copy_prefix_(tpart, spart, prefix_end)
+    units = build_units(tpart, spart, mc.positions, mc.force_adapters).to(device)
+
+    train_ds, test_ds, mean, std = _load_images(cfg)
+    pick = official_few_shot(train_ds.labels, cfg.data.n_shot, cfg.data.few_shot_seed, cfg.data.pool_per_class)
+    pick, val_pick = split_val(pick, train_ds.labels, cfg.data.val_per_class)
+    aug = augmentation(cfg.data.augment, mean, std, cfg.data.image_size)
+    few = tfdata.ArrayImageDataset(train_ds.images[pick], train_ds.labels[pick], aug)
+    val = tfdata.ArrayImageDataset(train_ds.images[val_pick], train_ds.labels[val_pick]) if len(val_pick) else None
+    test_x, test_y = _normalised(test_ds, mean, std, cfg.data.test_limit)
+    cached = cfg.data.cache_prefix and cfg.method != "scratch"
+    prefix_fn = lambda x: tpart.forward_prefix(x.to(device), prefix_end)  # noqa: E731
+    tail_fn = lambda h: tpart.forward(h, start=prefix_end)  # noqa: E731
+    if cached:
+        plain, _ = _normalised(tfdata.ArrayImageDataset(few.images, few.labels), mean, std)
+        train_set = PrefixCache(plain, prefix_fn, tail_fn, flip=cfg.data.augment == "flip")
+        with torch.no_grad():
+            test_x = torch.cat([prefix_fn(test_x[i:i + 500]) for i in range(0, len(test_x), 500)])
+    else:
+        train_set = few if cfg.method == "scratch" else Unlabeled(few)
+    val_set = None
+    if val is not None:
+        vx, _ = _normalised(val, mean, std)
+        val_set = vx
+    return Setup(device, teacher, tpart, student, spart, units, prefix_end, train_set, val_set, test_x, test_y,
+                 cached, mean, std)
+
+
+# ---- one phase ------------------------------------------------------------------------------------
+
+def _scale(cfg: NetGraftConfig) -> float:
+    return cfg.factor if cfg.stage1.scale_lr_by_shots else 1.0
+
+
+def phase_model(cfg: NetGraftConfig, s: Setup, ph: Phase) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The network trained in a phase and a fresh Adam over exactly its trainable parameters."""
+    pos = cfg.model.positions
+    if ph.kind == "block":
+        u = s.units[ph.index]
+        f = _scale(cfg)
+        groups = [{"params": list(u.body.parameters()), "lr": cfg.stage1.lr_block[ph.index] * f},
+                  {"params": list(u.t2s.parameters()), "lr": cfg.stage1.lr_t2s[ph.index] * f},
+                  {"params": list(u.s2t.parameters()), "lr": cfg.stage1.lr_s2t[ph.index] * f}]
+        groups = [g for g in groups if g["params"]]
+        return Grafted(s.tpart, u, pos[ph.index], 1), torch.optim.Adam(groups)
+    if ph.kind in ("net", "kd"):
+        n = ph.index + 2 if ph.kind == "net" else len(pos)
+        chain = nn.Sequential(*s.units[:n])
+        lr = cfg.stage2.lr if ph.kind == "net" else cfg.baseline.lr
+        return Grafted(s.tpart, chain, pos[0], pos[n - 1] - pos[0] + 1), torch.optim.Adam(chain.parameters(), lr=lr)
+    if ph.kind == "scratch":
+        return s.student, torch.optim.Adam(s.student.parameters(), lr=cfg.baseline.lr)
+    raise ValueError(ph.kind)
+
+
+def _train_step(cfg, s: Setup, ph: Phase, model, opt, batch) -> torch.Tensor:
+    with runtime.autocast(s.device):
+        if ph.kind == "scratch":
+            x, y = batch
+            loss = F.cross_entropy(model(x.to(s.device)), torch.as_tensor(y).to(s.device))
+        else:
+            if s.cached:
+                h, z_t = (t.to(s.device) for t in batch)
+            else:
+                with torch.no_grad():
+                    h = s.tpart.forward_prefix(batch.to(s.device), s.prefix_end)
+                    z_t = s.tpart.forward(h, start=s.prefix_end)  # the un-grafted teacher, same batch
+            z_g = model(h, start=s.prefix_end)
+            loss = graft_loss(z_g.float(), z_t.float(), cfg.loss, cfg.kl_temperature)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+@torch.no_grad()
+def _logits(s: Setup, fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch].to(s.device)).float().cpu() for i in range(0, len(x), batch)])
+
+
+def student_from_prefix(s: Setup):
+    """The student as a function of the (possibly cached) test input."""
+    chain = nn.Sequential(*s.units)
+
+    def fn(x):
+        h = x if s.cached else s.spart.forward_prefix(x, s.prefix_end)
+        return chain(h)
+    return fn
+
+
+def evaluate_student(s: Setup, method: str) -> float:
+    s.units.eval()
+    s.student.eval()
+    if method == "scratch":
+        x = s.test_x
+        logits = _logits(s, s.student, x)
+    else:
+        logits = _logits(s, student_from_prefix(s), s.test_x)
+    s.units.train()
+    s.student.train()
+    return (logits.argmax(1) == s.test_y).float().mean().item() * 100
+
+
+def evaluate_teacher(s: Setup) -> float:
+    fn = (lambda h: s.tpart.forward(h, start=s.prefix_end)) if s.cached else s.teacher
+    return (_logits(s, fn, s.test_x).argmax(1) == s.test_y).float().mean().item() * 100
+
+
+@torch.no_grad()
+def val_loss(cfg, s: Setup) -> float:
+    """Label-free selection score: the grafting loss of the full chain on held-out few-shot images."""
+    s.units.eval()
+    h = s.tpart.forward_prefix(s.val_set.to(s.device), s.prefix_end)
+    z_t = s.tpart.forward(h, start=s.prefix_end)
+    z = nn.Sequential(*s.units)(h)
+    s.units.train()
+    return graft_loss(z.float(), z_t.float(), cfg.loss, cfg.kl_temperature).item() / len(h)
+
+
+# ---- the schedule ---------------------------------------------------------------------------------
+
+def _mix(*xs: int) -> int:
+    h = 1469598103934665603
+    for x in xs:
+        h = ((h ^ int(x)) * 1099511628211) % (1 << 61)
+    return h
+
+
+def _trainable_state(cfg, s: Setup) -> dict:
+    return s.student.state_dict() if cfg.method == "scratch" else s.units.state_dict()
+
+
+def _load_trainable(cfg, s: Setup, sd: dict) -> None:
+    target = s.student if cfg.method == "scratch" else s.units
+    checkpoint.load_module_state(target, sd, what="student units")
+
+
+def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int | None = None,
+        teacher_state: dict | None = None) -> dict:
+    """Train per `cfg.method`; returns the summary (also written to <out>/summary.json)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_mod.save(cfg, out / "config.yaml")
+    s = build(cfg, teacher_state)
+    plan = phases(cfg)
+    log = MetricLogger(out)
+    ckpt_path = out / "last.pt"
+    pi, epoch, best, history = 0, 0, None, []
+    opt_state = None
+    if resume:
+        ck = checkpoint.load(ckpt_path if resume == "auto" else resume, kind="netgraft")
+        if ck["config"] != config_mod.to_dict(cfg) | {"out": ck["config"]["out"]}:
+            raise CheckpointError("checkpoint was written with a different configuration; "
+                                  "resume with the same config (see its config.yaml)")
+        _load_trainable(cfg, s, ck["units"])
+        pi, epoch, best, history, opt_state = ck["phase"], ck["epoch"], ck["best"], ck["history"], ck["opt"]
+        runtime.set_rng_state(ck["rng"])
+    bs = cfg.effective_batch
+    done_epochs = 0
+    total = sum(p.epochs for p in plan)
+    bar = progress(total=total, initial=sum(p.epochs for p in plan[:pi]) + epoch, desc=f"netgraft[{cfg.method}]")
+    while pi < len(plan):
+        ph = plan[pi]
+        model, opt = phase_model(cfg, s, ph)
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+            opt_state = None
+        s.units.train()
+        while epoch < ph.epochs:
+            if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
+                bar.close()
+                return {"interrupted": True}
+            loader = tfdata.make_loader(s.train_set, bs, seed=_mix(cfg.seed, pi), epoch=epoch, shuffle=True,
+                                        drop_last=False, num_workers=cfg.num_workers)
+            losses = []
+            for batch in loader:
+                loss = _train_step(cfg, s, ph, model, opt, batch)
+                assert_finite(loss, len(history) + 1, ckpt_path if ckpt_path.is_file() else None)
+                losses.append(loss.item())
+            rec = {"phase": f"{ph.kind}{ph.index}", "epoch": epoch, "loss": float(np.mean(losses))}
+            last_of_net = ph.kind == "net" and pi == len(plan) - 1
+            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
+                rec["test_acc"] = evaluate_student(s, cfg.method) if ph.kind != "block" else None
+            if last_of_net and cfg.stage2.select != "last":
+                score = (val_loss(cfg, s) if cfg.stage2.select == "best_on_val"
+                         else -evaluate_student(s, cfg.method))
+                rec["select_score"] = score
+                if best is None or score < best["score"]:
+                    best = {"score": score, "epoch": epoch, "units": copy.deepcopy(_trainable_state(cfg, s))}
+            history.append(rec)
+            log.log(len(history), **{k: v for k, v in rec.items() if v is not None})
+            epoch += 1
+            done_epochs += 1
+            bar.update(1)
+            nxt_pi, nxt_epoch = (pi, epoch) if epoch < ph.epochs else (pi + 1, 0)
+            checkpoint.save(ckpt_path, {"phase": nxt_pi, "epoch": nxt_epoch, "units": _trainable_state(cfg, s),
+                                        "opt": opt.state_dict() if nxt_pi == pi else None, "best": best,
+                                        "history": history, "rng": runtime.rng_state(),
+                                        "config": config_mod.to_dict(cfg)}, kind="netgraft")
+        pi, epoch = pi + 1, 0
+    bar.close()
+    if best is not None:
+        _load_trainable(cfg, s, best["units"])
+    return finish(cfg, s, history, best)
+
+
+def finish(cfg: NetGraftConfig, s: Setup, history: list, best: dict | None) -> dict:
+    out = Path(cfg.out)
+    student = Student(nn.ModuleList(list(s.spart.blocks[:s.prefix_end])), s.units) \
+        if cfg.method != "scratch" else None
+    state = {"method": cfg.method, "config": config_mod.to_dict(cfg),
+             "student": student.state_dict() if student is not None else s.student.state_dict()}
+    checkpoint.save(out / "student.pt", state, kind="netgraft-student")
+    acc = evaluate_student(s, cfg.method)
+    summary = {"method": cfg.method, "n_shot": cfg.data.n_shot, "seed": cfg.seed, "test_acc": acc,
+               "teacher_acc": evaluate_teacher(s), "selected_epoch": best["epoch"] if best else "last",
+               "select": cfg.stage2.select, "steps": sum(len(range(0, len(s.train_set), cfg.effective_batch))
+                                                          * p.epochs for p in phases(cfg)),
+               "first_loss": {h["phase"]: h["loss"] for h in history if h["epoch"] == 0},
+               "last_loss": {h["phase"]: h["loss"] for h in history}}
+    MetricLogger(out).summary(**summary)
+    return summary
+
+
+def check_method(cfg: NetGraftConfig) -> None:
+    if cfg.method == "scratch" and cfg.data.cache_prefix:
+        raise ConfigError("method=scratch trains the whole student: set data.cache_prefix=false")

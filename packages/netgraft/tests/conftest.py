@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from netgraft.models import build_teacher
+
+MINI_T = [[8, 8], [16, 16], [32, 32], [32, 32]]
+MINI_S = [[8, 8], [16, 16], [16, 16], [16, 16]]
+
+
+@pytest.fixture
+def mini_teacher_path(tmp_path):
+    torch.manual_seed(0)
+    t = build_teacher("vgg_blockwise", 10, MINI_T)
+    p = tmp_path / "teacher.pt"
+    torch.save(t.state_dict(), p)
+    return p
+
+
+def tiny_overrides(teacher_path, out):
+    return [f"model.teacher_ckpt={teacher_path}", f"out={out}", "model.teacher_blocks=" + str(MINI_T),
+            "model.student_blocks=" + str(MINI_S), "model.student_head_hidden=16", "model.positions=[2,3,4]",
+            "data.name=synthetic", "data.image_size=16", "data.synthetic_train=200", "data.synthetic_test=60",
+            "data.n_shot=4", "stage1.epochs=[2,1,1]", "stage2.epochs=[1,2]", "batch_size=16", "device=cpu"]
+
+
+@pytest.fixture
+def real_data():
+    root = os.environ.get("TENFOLD_DATA")
+    if not root or not (Path(root) / "cifar10" / "train.npz").is_file():
+        pytest.skip("real data absent: set TENFOLD_DATA to a folder with cifar10/ (e.g. ../shared/data)")
+    return Path(root)
+
+
+@pytest.fixture
+def vgg_teacher():
+    root = os.environ.get("TENFOLD_MODELS") or str(Path(__file__).resolve().parents[4] / "shared" / "models")
+    p = Path(root) / "cifar10_vgg16_blockwise.pt"
+    if not p.is_file():
+        pytest.skip("teacher absent: set TENFOLD_MODELS to ../shared/models")
+    return p

@@ -1,0 +1,125 @@
+"""Few-shot sampler, training loop resume, selection policy and bad input."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from netgraft.config import NetGraftConfig
+from netgraft.fewshot import Unlabeled, official_few_shot, split_val
+from netgraft.train import build, phase_model, phases, run
+from tenfold import checkpoint, config, data
+
+
+def test_few_shot_sampler():
+    labels = np.repeat(np.arange(10), 50)
+    rng = np.random.default_rng(0)
+    rng.shuffle(labels)
+    a = official_few_shot(labels, 7, seed=6, pool_per_class=50)
+    assert np.bincount(labels[a]).tolist() == [7] * 10
+    assert np.array_equal(a, official_few_shot(labels, 7, seed=6, pool_per_class=50))
+    assert not np.array_equal(a, official_few_shot(labels, 7, seed=10, pool_per_class=50))
+    # one RNG stream runs on across classes: class 1's pick differs from a fresh shuffle for class 1
+    tr, val = split_val(a, labels, 2)
+    assert np.bincount(labels[tr]).tolist() == [5] * 10 and np.bincount(labels[val]).tolist() == [2] * 10
+    ds = Unlabeled(data.synthetic_shapes(20, 8))
+    assert isinstance(ds[0], torch.Tensor)  # images only, no labels
+
+
+@pytest.mark.parametrize("n,batch,scale", [(1, 6, 0.1), (5, 32, 0.5), (10, 64, 1.0), (50, 320, 5.0)])
+def test_scaling_rule(n, batch, scale, mini_teacher_path, tmp_path):
+    cfg = config.load(NetGraftConfig, None, [f"data.n_shot={n}"])
+    assert cfg.effective_batch == batch and cfg.factor == pytest.approx(scale)
+    assert cfg.stage2.lr == 1e-4  # never scaled by shots
+
+
+def test_stage_optimizers(mini_teacher_path, tmp_path):
+    cfg = config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path) + ["data.n_shot=2"])
+    s = build(cfg)
+    plan = phases(cfg)
+    _, opt0 = phase_model(cfg, s, plan[0])
+    assert [g["lr"] for g in opt0.param_groups] == pytest.approx([2.5e-4 * 0.2, 2.5e-3 * 0.2])  # no t2s in U0
+    _, opt1 = phase_model(cfg, s, plan[1])
+    assert len(opt1.param_groups) == 3
+    _, opt_net = phase_model(cfg, s, plan[3])
+    assert opt_net.param_groups[0]["lr"] == 1e-4
+    ids = {id(p) for p in opt_net.param_groups[0]["params"]}
+    assert ids == {id(p) for u in s.units[:2] for p in u.parameters()}
+
+
+def test_no_drop_last_at_one_shot(mini_teacher_path, tmp_path):
+    cfg = config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path) + ["data.n_shot=1", "batch_size=0"])
+    s = build(cfg)
+    loader = data.make_loader(s.train_set, cfg.effective_batch, seed=0, drop_last=False)
+    assert [len(b) for b in loader] == [6, 4]
+
+
+def test_resume_is_exact(mini_teacher_path, tmp_path):
+    ov = tiny_overrides(mini_teacher_path, tmp_path / "a")
+    full = run(config.load(NetGraftConfig, None, ov))
+    ov_b = tiny_overrides(mini_teacher_path, tmp_path / "b")
+    cfg_b = config.load(NetGraftConfig, None, ov_b)
+    assert run(cfg_b, stop_after_epochs=3) == {"interrupted": True}  # stops inside stage 1, unit 1
+    resumed = run(cfg_b, resume="auto")
+    assert resumed["test_acc"] == full["test_acc"] and resumed["last_loss"] == full["last_loss"]
+    a = checkpoint.load(tmp_path / "a" / "student.pt")["student"]
+    b = checkpoint.load(tmp_path / "b" / "student.pt")["student"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage2_starts_from_stage1_weights(mini_teacher_path, tmp_path):
+    cfg = config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path) + ["stage2.epochs=[1,1]"])
+    run(cfg, stop_after_epochs=4)  # all of stage 1
+    ck = checkpoint.load(tmp_path / "last.pt")
+    assert ck["phase"] == 3 and ck["epoch"] == 0
+    s = build(cfg)
+    _, opt = phase_model(cfg, s, phases(cfg)[3])
+    init = {k: v.clone() for k, v in s.units.state_dict().items()}
+    s.units.load_state_dict(ck["units"])
+    # the stage-1 adapters are not re-initialised when the chain is formed
+    assert any(not torch.equal(init[k], v) for k, v in s.units.state_dict().items() if "s2t" in k)
+
+
+def test_selection_policies(mini_teacher_path, tmp_path):
+    ov = tiny_overrides(mini_teacher_path, tmp_path)
+    with pytest.raises(Exception, match="val_per_class"):
+        config.load(NetGraftConfig, None, ov + ["stage2.select=best_on_val"])
+    cfg = config.load(NetGraftConfig, None, ov + ["stage2.select=best_on_val", "data.val_per_class=1"])
+    s = run(cfg)
+    assert s["select"] == "best_on_val" and s["selected_epoch"] in (0, 1)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-c", "import sys; from netgraft.cli import train; train(sys.argv[1:])",
+                           *args], capture_output=True, text=True)
+
+
+def test_cli_bad_input(mini_teacher_path, tmp_path):
+    r = _cli("stage2.lrr=0.1")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "unknown config key 'stage2.lrr' (did you mean 'stage2.lr'?)" in r.stderr
+    r = _cli("stage1.epochs=[1,2]")
+    assert r.returncode == 2 and "one value per grafting unit" in r.stderr
+    r = _cli("data.name=synthetic", f"model.teacher_ckpt={tmp_path / 'none.pt'}", f"--out={tmp_path / 'o'}")
+    assert r.returncode == 2 and "teacher weights not found" in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = _cli(*tiny_overrides(mini_teacher_path, tmp_path / "r"), "--resume", str(bad))
+    assert r.returncode == 2 and "corrupt or truncated" in r.stderr
+    r = _cli("--data-root", str(tmp_path / "empty"), f"model.teacher_ckpt={mini_teacher_path}",
+             "model.teacher_blocks=[[8,8],[16,16],[32,32],[32,32]]", "model.positions=[2,3,4]",
+             "model.student_blocks=[[8,8],[16,16],[16,16],[16,16]]", f"--out={tmp_path / 'd'}")
+    assert r.returncode == 2 and "CIFAR-10 not found" in r.stderr
+
+
+def test_eval_cli_merges(mini_teacher_path, tmp_path, capsys):
+    from netgraft.cli import evaluate
+
+    run(config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path)))
+    evaluate([str(tmp_path), "--device", "cpu"])
+    import json
+
+    res = json.loads(capsys.readouterr().out)
+    assert res["test_acc"] == pytest.approx(res["test_acc_merged"]) and res["params_merged"] < res["params"]
