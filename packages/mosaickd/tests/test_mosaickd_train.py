@@ -178,3 +178,18 @@ def test_defaults_follow_spec_pitfall12():
     assert (m.optim.lr, m.optim.lr_g, m.optim.betas, m.optim.weight_decay) == (0.1, 1e-3, (0.5, 0.999), 1e-4)
     assert m.data.kd_ood_normalization == "ood" and m.data.kd_ood_augment
     assert k.T == 5.0 and k.augment == "in_domain" and k.batch_size == 128  # vanilla KD: tau 5, in-domain aug
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    from mosaickd.config import TeacherConfig
+
+    files = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 10
+    for f in files:
+        schema = TeacherConfig if "teacher" in f.stem else KDConfig if "kd" in f.stem.split("_")[0:2] else MosaicConfig
+        if f.stem.endswith("_kd"):
+            schema = KDConfig
+        cfg = load(schema, f)
+        assert cfg is not None, f

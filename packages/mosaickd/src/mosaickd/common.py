@@ -39,8 +39,8 @@ def setup_run(cfg) -> torch.device:
 
 def build_teacher(mcfg: ModelConfig, device: torch.device) -> tuple[nn.Module, int]:
     if not mcfg.teacher:
-        raise ConfigError("model.teacher is empty: pass the teacher weights, e.g. "
-                          "model.teacher=../shared/models/cifar10_animals6_wrn40_2.pt (train one with mosaickd-teacher)")
+        raise ConfigError("model.teacher is empty: pass the teacher weights, e.g. model.teacher="
+                          "../shared/models/cifar10_animals6_wrn40_2.pt (train one with mosaickd-teacher)")
     p = Path(mcfg.teacher).expanduser()
     if not p.is_file():
         raise CheckpointError(f"teacher weights not found: {p} (model.teacher)")

@@ -39,7 +39,9 @@ def patch_bce_sum(logits: torch.Tensor, target: float) -> torch.Tensor:
 
 def discriminator_loss(d_fake: torch.Tensor, d_real: torch.Tensor, lam_local: float = 1.0) -> torch.Tensor:
     """Patch discrimination: per-image sums, averaged over the fake and the real batch (equal sizes: / 2B)."""
-    return lam_local * 0.5 * (patch_bce_sum(d_fake, 0.0) / d_fake.shape[0] + patch_bce_sum(d_real, 1.0) / d_real.shape[0])
+    fake = patch_bce_sum(d_fake, 0.0) / d_fake.shape[0]
+    real = patch_bce_sum(d_real, 1.0) / d_real.shape[0]
+    return lam_local * 0.5 * (fake + real)
 
 
 def local_loss(d_fake: torch.Tensor) -> torch.Tensor:
@@ -88,7 +90,8 @@ def generator_loss(d_fake: torch.Tensor | None, teacher_logits: torch.Tensor, st
     """L_G of spec §2.2; `d_fake=None` (no discriminator, the data-free ablation) makes L_local = 0."""
     zero = teacher_logits.new_zeros(())
     l_local = local_loss(d_fake) if d_fake is not None else zero
-    l_align, l_adv, l_bal = align_loss(teacher_logits), adv_loss(student_logits, teacher_logits), balance_loss(teacher_logits)
+    l_align, l_bal = align_loss(teacher_logits), balance_loss(teacher_logits)
+    l_adv = adv_loss(student_logits, teacher_logits)
     total = adv * l_adv + align * l_align + local * l_local + balance * l_bal
     return GeneratorLoss(total, l_local, l_align, l_adv, l_bal)
 
