@@ -1,0 +1,150 @@
+"""Pool / global test set / client data (§3), preprocessed once to float tensors in [-1, 1]."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tenfold import data as tdata
+from tenfold.errors import DataError
+
+from .partition import local_split, make_partition
+
+__all__ = ["FederatedData", "load_arrays", "preprocess", "build_federated_data"]
+
+
+def _tv_arrays(name: str, root: Path, train: bool, extra: bool = False):
+    """EMNIST-letters / Fashion-MNIST / SVHN from the user's torchvision download under root."""
+    from torchvision import datasets as tvd
+
+    try:
+        if name == "emnist":
+            ds = tvd.EMNIST(str(root), split="letters", train=train, download=False)
+            return ds.data.numpy(), ds.targets.numpy().astype(np.int64) - 1  # letters 1..26 -> 0..25
+        if name == "fmnist":
+            ds = tvd.FashionMNIST(str(root), train=train, download=False)
+            return ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+        split = "extra" if extra else ("train" if train else "test")
+        ds = tvd.SVHN(str(root), split=split, download=False)
+        return np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), np.asarray(ds.labels, dtype=np.int64)
+    except (RuntimeError, FileNotFoundError) as e:
+        where = {"emnist": "EMNIST/raw", "fmnist": "FashionMNIST/raw", "svhn": "{train,test,extra}_32x32.mat"}[name]
+        raise DataError(f"{name} not found under {root} ({str(e).splitlines()[0]}); download it with torchvision "
+                        f"(expects {root}/{where}) or pass --data-root") from None
+
+
+def load_arrays(dcfg, root: str | os.PathLike | None, seed: int = 42):
+    """(train_x uint8 NHWC, train_y, test_x, test_y, num_classes) for the configured data set."""
+    name = dcfg.dataset
+    if name == "synthetic":
+        n = dcfg.synthetic_n
+        tr = tdata.synthetic_shapes(n, image_size=max(dcfg.img_size, 16), num_classes=10, seed=seed, channels=1)
+        te = tdata.synthetic_shapes(max(n // 5, 10), image_size=max(dcfg.img_size, 16), num_classes=10,
+                                    seed=seed + 1, channels=1)
+        return tr.images, tr.labels, te.images, te.labels, 10
+    if name == "npz":
+        if not dcfg.path or not Path(dcfg.path).is_file():
+            raise DataError(f"data.path must point to an .npz with images/labels (got {dcfg.path!r})")
+        z = dict(np.load(dcfg.path))
+        if "images" not in z or "labels" not in z:
+            raise DataError(f"{dcfg.path}: expected arrays 'images' and 'labels' (optional test_images/test_labels)")
+        tx, ty = z.get("test_images", z["images"][:0]), z.get("test_labels", z["labels"][:0])
+        nc = dcfg.num_classes or int(max(z["labels"].max(), ty.max() if len(ty) else 0)) + 1
+        return z["images"].astype(np.uint8), z["labels"].astype(np.int64), tx.astype(np.uint8), ty.astype(np.int64), nc
+    if name in ("mnist", "cifar10"):
+        fn = tdata.mnist if name == "mnist" else tdata.cifar10
+        tr, te = fn(root, train=True), fn(root, train=False)
+        return tr.images, tr.labels, te.images, te.labels, 10
+    r = tdata.data_root(root)
+    trx, tr_y = _tv_arrays(name, r, train=True)
+    if name == "emnist" and dcfg.emnist_legacy_split:
+        tex, te_y = trx, tr_y  # reference bug: "test" is the train split again (§3 step 5)
+    else:
+        tex, te_y = _tv_arrays(name, r, train=False)
+    if name == "svhn" and dcfg.svhn_extra:
+        ex, ey = _tv_arrays(name, r, train=True, extra=True)
+        trx, tr_y = np.concatenate([trx, ex]), np.concatenate([tr_y, ey])
+    return trx, tr_y, tex, te_y, 26 if name == "emnist" else 10
+
+
+def preprocess(images: np.ndarray, img_size: int, mode: str = "bicubic", chunk: int = 4096) -> torch.Tensor:
+    """uint8 N,H,W[,C] -> float N,C,img,img in [-1, 1]: resize, then (x - 0.5) / 0.5 (no augmentation)."""
+    if images.ndim == 3:
+        images = images[..., None]
+    out = []
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(images[i:i + chunk]).permute(0, 3, 1, 2).float().div_(255)
+        if x.shape[-1] != img_size or x.shape[-2] != img_size:
+            kw = {} if mode == "nearest" else {"align_corners": False}
+            x = F.interpolate(x, size=(img_size, img_size), mode=mode, **kw).clamp_(0, 1)
+        out.append(x.sub_(0.5).div_(0.5))
+    if not out:
+        return torch.zeros(0, images.shape[-1], img_size, img_size)
+    return torch.cat(out)
+
+
+@dataclass
+class FederatedData:
+    client_x: list[torch.Tensor]  # local train images per client
+    client_y: list[torch.Tensor]
+    local_test_x: list[torch.Tensor]
+    local_test_y: list[torch.Tensor]
+    test_x: torch.Tensor  # global test set
+    test_y: torch.Tensor
+    num_classes: int
+    channels: int
+    parts: list[np.ndarray]  # pool indices per client (before the local split)
+    pool_labels: np.ndarray
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(y) for y in self.client_y]
+
+    def class_counts(self, k: int) -> torch.Tensor:
+        return torch.bincount(self.client_y[k].cpu(), minlength=self.num_classes)
+
+
+def build_pool(cfg, root=None):
+    """Global test = first ceil(test_frac) of the shuffled test split; pool = train (+ the rest)."""
+    dcfg = cfg.data
+    trx, tr_y, tex, te_y, nc = load_arrays(dcfg, root if root is not None else cfg.data_root, cfg.partition.seed)
+    rng = np.random.default_rng(cfg.partition.seed)
+    perm = rng.permutation(len(te_y))
+    n_test = dcfg.test_size if dcfg.test_size > 0 else math.ceil(dcfg.test_frac * len(te_y))
+    if n_test > len(te_y):
+        raise DataError(f"data.test_size {n_test} > {len(te_y)} test images available")
+    t_idx, rest = perm[:n_test], perm[n_test:]
+    px, py = trx, tr_y
+    if dcfg.rest_of_test_in_pool and len(rest):
+        px, py = np.concatenate([trx, tex[rest]]), np.concatenate([tr_y, te_y[rest]])
+    if dcfg.pool_size > 0:
+        if dcfg.pool_size > len(py):
+            raise DataError(f"data.pool_size {dcfg.pool_size} > {len(py)} pool images available")
+        sel = np.sort(rng.permutation(len(py))[: dcfg.pool_size])
+        px, py = px[sel], py[sel]
+    return px, py, tex[t_idx], te_y[t_idx], nc
+
+
+def build_federated_data(cfg, device: torch.device | str = "cpu", root=None) -> FederatedData:
+    px, py, tx, ty, nc = build_pool(cfg, root)
+    parts = make_partition(py, cfg.partition)
+    x_all = preprocess(px, cfg.data.img_size, cfg.data.resize)
+    y_all = torch.from_numpy(py.astype(np.int64))
+    cx, cy, lx, ly = [], [], [], []
+    for k, p in enumerate(parts):
+        tr, te = local_split(p, cfg.partition.train_frac, cfg.partition.seed, k)
+        if len(tr) == 0:
+            raise DataError(f"client {k} has no training samples; lower partition.min_size or use fewer clients")
+        tr_t, te_t = torch.from_numpy(tr), torch.from_numpy(te)
+        cx.append(x_all[tr_t].to(device))
+        cy.append(y_all[tr_t].to(device))
+        lx.append(x_all[te_t].to(device))
+        ly.append(y_all[te_t].to(device))
+    test_x = preprocess(tx, cfg.data.img_size, cfg.data.resize).to(device)
+    return FederatedData(cx, cy, lx, ly, test_x, torch.from_numpy(ty.astype(np.int64)).to(device), nc,
+                         int(x_all.shape[1]), parts, py)

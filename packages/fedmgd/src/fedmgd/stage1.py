@@ -1,0 +1,163 @@
+"""Stage 1, the generative adversarial stage (§2.4): one global conditional G on the server, a private
+D_k and C_k per client; every generated sample is routed to the client with the highest realistic score."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.loop import assert_finite
+
+from .engine import Comm, Streams, stream_seed
+from .method import (client_batch_indices, client_generator_loss, discriminator_loss, gan_lr_multiplier,
+                     realistic_scores, route)
+
+__all__ = ["Stage1", "epoch_order"]
+
+
+def epoch_order(seed: int, stage: str, epoch: int, max_n: int, device) -> torch.Tensor:
+    """The loader order of an epoch over [0, max_k n_k): a function of (seed, stage, epoch) only."""
+    g = torch.Generator().manual_seed(stream_seed(seed, stage, "order", epoch))
+    return torch.randperm(max_n, generator=g).to(device)
+
+
+def _adam(params, lr, cfg_like):
+    return torch.optim.Adam(params, lr=lr, betas=(cfg_like.beta1, cfg_like.beta2))
+
+
+class Stage1:
+    """Holds G, opt_G and the local clients' D_k, C_k and their optimizers; `iteration(t)` runs one step."""
+
+    def __init__(self, cfg, fed, comm: Comm, streams: Streams, device, make_g, make_d, make_c, S_init):
+        self.cfg, self.g, self.fed, self.comm, self.streams, self.device = cfg, cfg.gan, fed, comm, streams, device
+        self.nc, self.n_z = fed.num_classes, cfg.model.n_z
+        with streams.use("init_G"):
+            self.G = make_g().to(device)
+        self.D, self.C, self.opt_D, self.opt_C = {}, {}, {}, {}
+        for k in comm.local:
+            with streams.use(f"init_D{k}"):
+                self.D[k] = make_d().to(device)
+            self.C[k] = copy.deepcopy(S_init).to(device)  # every C_k starts identical to S (pitfall 13)
+            self.opt_D[k] = _adam(self.D[k].parameters(), self.g.lr_d, self.g)
+            self.opt_C[k] = _adam(self.C[k].parameters(), self.g.lr_c, self.g)
+        self.opt_G = _adam(self.G.parameters(), self.g.lr_g, self.g)
+        self.sizes = fed.sizes
+        self.max_n = max(self.sizes)
+        self.batch = self.g.batch_size
+        self.iters_per_epoch = self.max_n // self.batch
+        if self.iters_per_epoch < 1:
+            from tenfold.errors import ConfigError
+            raise ConfigError(f"the largest client has {self.max_n} samples < gan.batch_size {self.batch}; "
+                              f"lower gan.batch_size")
+        self.total_iters = self.g.iters if self.g.iters > 0 else self.g.epochs * self.iters_per_epoch
+        self.route_counts = torch.zeros(comm.num_clients, self.nc, dtype=torch.long)
+        self._order_cache: tuple[int, torch.Tensor] | None = None
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            self._order_cache = (epoch, epoch_order(self.cfg.seed, "stage1", epoch, self.max_n, self.device))
+        return self._order_cache[1]
+
+    def state_dict(self) -> dict:
+        return {"G": self.G.state_dict(), "opt_G": self.opt_G.state_dict(),
+                "D": {k: m.state_dict() for k, m in self.D.items()}, "C": {k: m.state_dict() for k, m in self.C.items()},
+                "opt_D": {k: o.state_dict() for k, o in self.opt_D.items()},
+                "opt_C": {k: o.state_dict() for k, o in self.opt_C.items()}, "route_counts": self.route_counts}
+
+    def load_state_dict(self, sd: dict) -> None:
+        from tenfold.checkpoint import load_module_state
+
+        load_module_state(self.G, sd["G"], "generator")
+        self.opt_G.load_state_dict(sd["opt_G"])
+        for k in self.comm.local:
+            load_module_state(self.D[k], sd["D"][k], f"discriminator {k}")
+            load_module_state(self.C[k], sd["C"][k], f"classifier {k}")
+            self.opt_D[k].load_state_dict(sd["opt_D"][k])
+            self.opt_C[k].load_state_dict(sd["opt_C"][k])
+        self.route_counts = sd["route_counts"].clone()
+
+    def sample_fake(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.randn(n, self.n_z, device=self.device)
+        y = torch.randint(0, self.nc, (n,), device=self.device)
+        return self.G(z, F.one_hot(y, self.nc).float()), y
+
+    def iteration(self, t: int) -> dict:
+        """Generate once, then per client: C step, D step; then the routed G step (§2.4 order)."""
+        g, comm = self.g, self.comm
+        epoch, i = divmod(t, self.iters_per_epoch)
+        m = gan_lr_multiplier(epoch, g.niter, g.niter_decay)  # G and D_k only; C_k keep a constant LR
+        for pg in self.opt_G.param_groups:
+            pg["lr"] = g.lr_g * m
+        gidx = self._order(epoch)[i * self.batch:(i + 1) * self.batch]
+        rows = client_batch_indices(gidx, self.sizes, self.cfg.legacy_index_folding)
+        with self.streams.use("server"):
+            self.G.train()  # BatchNorm on batch statistics in Stage 1 (pitfall 5)
+            x_fake, y_fake = self.sample_fake(self.batch)
+        fake = x_fake.detach()
+        outs, scores, lc_sum, ld_sum = {}, {}, 0.0, 0.0
+        for k in comm.local:
+            D, C = self.D[k], self.C[k]
+            for pg in self.opt_D[k].param_groups:
+                pg["lr"] = g.lr_d * m
+            with self.streams.use(f"client{k}"):
+                xr, yr = self.fed.client_x[k][rows[k]], self.fed.client_y[k][rows[k]]
+                C.train()
+                loss_c = F.cross_entropy(C(xr), yr)
+                self.opt_C[k].zero_grad(set_to_none=True)
+                loss_c.backward()
+                self.opt_C[k].step()
+                loss_d, _ = discriminator_loss(D, xr, fake, g.lambda_d, g.lambda_reg)
+                self.opt_D[k].zero_grad(set_to_none=True)
+                loss_d.backward()
+                self.opt_D[k].step()
+                # one forward gives both the score and this client's share of L_G (same dropout mask)
+                x_in = fake.clone().requires_grad_(True)
+                if g.scores_in_eval_mode:
+                    C.eval()
+                d_k, c_k = D(x_in), C(x_in)
+                C.train()
+            outs[k] = (x_in, d_k, c_k)
+            scores[k] = realistic_scores(d_k, c_k, y_fake)
+            lc_sum += float(loss_c.detach())
+            ld_sum += float(loss_d.detach())
+        all_scores = comm.stack(scores, torch.zeros(self.batch, device=self.device))
+        k_star = route(all_scores)
+        grads, lg = {}, 0.0
+        for k in comm.local:
+            x_in, d_k, c_k = outs[k]
+            share = client_generator_loss(d_k, c_k, y_fake, k_star == k, self.batch)
+            (grads[k],) = torch.autograd.grad(share, x_in)  # only x_hat's gradient leaves the client
+            lg += float(share.detach())
+        grad_x = comm.stack(grads, fake).sum(0)
+        self.opt_G.zero_grad(set_to_none=True)
+        x_fake.backward(grad_x)
+        self.opt_G.step()
+        lg = comm.sum_float(lg)
+        assert_finite(lg, t)
+        k_cpu = k_star.cpu()
+        self.route_counts.index_put_((k_cpu, y_fake.cpu()), torch.ones_like(k_cpu), accumulate=True)
+        n = comm.num_clients
+        return {"loss_G": lg, "loss_C": comm.sum_float(lc_sum) / n, "loss_D": comm.sum_float(ld_sum) / n,
+                "lr_mult": m, "epoch": epoch}
+
+    @torch.no_grad()
+    def label_fidelity(self, judge, n: int = 1000) -> float:
+        """Fraction of G(z, y) (eval mode) that an independent classifier labels y."""
+        self.G.eval()
+        x, y = self.sample_fake(n)
+        judge.eval()
+        acc = float((judge(x).argmax(1) == y).float().mean())
+        return acc
+
+    def routing_owner_agreement(self) -> float:
+        """Fraction of classes whose most-selected client is the client owning most of that class."""
+        owners = torch.stack([self.fed.class_counts(k) for k in range(self.comm.num_clients)]).argmax(0)
+        picked = self.route_counts.argmax(0)
+        return float((owners == picked).float().mean())
+
+
+def total_stage1_iters(g, sizes) -> int:
+    ipe = max(sizes) // g.batch_size
+    return g.iters if g.iters > 0 else g.epochs * ipe
+

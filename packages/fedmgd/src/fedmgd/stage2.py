@@ -1,0 +1,265 @@
+"""Stage 2, federated enhancement (§2.5), and the baselines in the same round loop: FedAvg, FedProx,
+SCAFFOLD, FedLC, Local. One working classifier serves every hosted client in turn, so memory grows with
+the model, not with clients x model (persistent client Adam states and SCAFFOLD controls excepted)."""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.loop import assert_finite
+
+from .engine import Comm, Streams, stream_seed
+from .method import (client_batch_indices, fedlc_logits, fedprox_term, scaffold_control_update, scaffold_correct,
+                     server_enhance_step)
+from .stage1 import epoch_order
+
+__all__ = ["Stage2", "ClientFailure", "evaluate"]
+
+
+class ClientFailure(RuntimeError):
+    pass
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> float:
+    """Top-1 on the full set: no shuffle, no drop_last (fixes reference quirk 4)."""
+    if len(y) == 0:
+        return float("nan")
+    was = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch):
+        correct += int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+    model.train(was)
+    return correct / len(y)
+
+
+def _params(m):
+    return [p for p in m.parameters()]
+
+
+class Stage2:
+    def __init__(self, cfg, fed, comm: Comm, streams: Streams, device, S, G=None, client_init: dict | None = None,
+                 client_opt_init: dict | None = None, logger=None):
+        self.cfg, self.f, self.fed, self.comm, self.streams, self.device = cfg, cfg.fl, fed, comm, streams, device
+        self.method = cfg.fl.method
+        self.S = S.to(device)
+        self.G = G
+        if self.G is not None:
+            self.G.eval()  # frozen, running BN statistics (pitfall 5)
+            for p in self.G.parameters():
+                p.requires_grad_(False)
+        self.work = copy.deepcopy(self.S)
+        self.opt_S = torch.optim.Adam(self.S.parameters(), lr=self.f.server_lr, betas=(self.f.beta1, self.f.beta2))
+        self.client_w = dict(client_init or {})  # start weights for the next round (round 1 with init=stage1, Local)
+        if self.method == "local":
+            for k in comm.local:
+                self.client_w.setdefault(k, copy.deepcopy(self.S.state_dict()))
+        self.client_opt = dict(client_opt_init or {}) if self.f.optim_state == "persist" else {}
+        self.sizes = fed.sizes
+        self.max_n = max(self.sizes)
+        self.ipe = self.max_n // self.f.batch_size
+        if self.ipe < 1:
+            from tenfold.errors import ConfigError
+            raise ConfigError(f"the largest client has {self.max_n} samples < fl.batch_size {self.f.batch_size}")
+        self.steps = self.f.local_steps if self.f.local_steps > 0 else self.f.local_epochs * self.ipe
+        if self.method == "scaffold":
+            self.c_global = [torch.zeros_like(p) for p in self.S.parameters()]
+            self.c_local = {k: [torch.zeros_like(p) for p in self.S.parameters()] for k in comm.local}
+        self.logger = logger
+        self._order_cache = None
+        fails = {}
+        for item in cfg.faults.fail_clients:
+            r, k = str(item).split(":")
+            fails.setdefault(int(r), set()).add(int(k))
+        self.injected = fails
+
+    # ---- state -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        sd = {"S": self.S.state_dict(), "opt_S": self.opt_S.state_dict(), "client_w": self.client_w,
+              "client_opt": self.client_opt}
+        if self.method == "scaffold":
+            sd["c_global"], sd["c_local"] = self.c_global, self.c_local
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        from tenfold.checkpoint import load_module_state
+
+        load_module_state(self.S, sd["S"], "global classifier")
+        self.opt_S.load_state_dict(sd["opt_S"])
+        self.client_w, self.client_opt = sd["client_w"], sd["client_opt"]
+        if self.method == "scaffold":
+            self.c_global, self.c_local = sd["c_global"], sd["c_local"]
+
+    # ---- one client ----------------------------------------------------------------------------------
+    def _order(self, epoch: int) -> torch.Tensor:
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            self._order_cache = (epoch, epoch_order(self.cfg.seed, "stage2", epoch, self.max_n, self.device))
+        return self._order_cache[1]
+
+    def _rows(self, t: int) -> list[torch.Tensor]:
+        epoch, i = divmod(t, self.ipe)
+        b = self.f.batch_size
+        return client_batch_indices(self._order(epoch)[i * b:(i + 1) * b], self.sizes, self.cfg.legacy_index_folding)
+
+    def _fail_now(self, rnd: int, k: int) -> bool:
+        if k in self.injected.get(rnd, ()):
+            return True
+        if self.cfg.faults.fail_prob > 0:
+            g = torch.Generator().manual_seed(stream_seed(self.cfg.seed, "fault", rnd, k))
+            return float(torch.rand(1, generator=g)) < self.cfg.faults.fail_prob
+        return False
+
+    def _train_client(self, rnd: int, k: int) -> dict:
+        f, W = self.f, self.work
+        start = self.client_w.get(k) if (self.method == "local" or (rnd == 0 and k in self.client_w)) else None
+        W.load_state_dict(start if start is not None else self.S.state_dict())
+        W.train()
+        opt = torch.optim.Adam(W.parameters(), lr=f.lr, betas=(f.beta1, f.beta2))
+        if k in self.client_opt:
+            opt.load_state_dict(copy.deepcopy(self.client_opt[k]))  # a copy: a failed client rolls back
+            for pg in opt.param_groups:
+                pg["lr"], pg["betas"] = f.lr, (f.beta1, f.beta2)
+        anchor = [p.detach().clone() for p in self.S.parameters()] if self.method == "fedprox" else None
+        w_start = [p.detach().clone() for p in W.parameters()] if self.method == "scaffold" else None
+        counts = self.fed.class_counts(k).to(self.device) if self.method == "fedlc" else None
+        fail = self._fail_now(rnd, k)
+        x, y = self.fed.client_x[k], self.fed.client_y[k]
+        t0, loss_sum = time.perf_counter(), 0.0
+        for s in range(self.steps):
+            if fail and s == min(1, self.steps - 1):
+                raise ClientFailure(f"injected failure of client {k} in round {rnd + 1}")
+            r = self._rows(rnd * self.steps + s)[k]
+            logits = W(x[r])
+            if counts is not None:
+                logits = fedlc_logits(logits, counts, f.fedlc_tau)
+            loss = F.cross_entropy(logits, y[r])
+            if anchor is not None:
+                loss = loss + fedprox_term(W.parameters(), anchor, f.fedprox_mu)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if self.method == "scaffold":
+                scaffold_correct(_params(W), self.c_global, self.c_local[k], f.lr)
+            loss_sum += float(loss.detach())
+        assert_finite(loss_sum, rnd)
+        elapsed = time.perf_counter() - t0
+        if self.cfg.faults.client_timeout_s > 0 and elapsed > self.cfg.faults.client_timeout_s:
+            raise ClientFailure(f"client {k} timed out in round {rnd + 1} ({elapsed:.2f}s > "
+                                f"{self.cfg.faults.client_timeout_s}s)")
+        out = {"loss": loss_sum / max(self.steps, 1), "opt": opt.state_dict()}
+        if self.method == "scaffold":
+            out["dc"] = scaffold_control_update(self.c_global, self.c_local[k], w_start, _params(W),
+                                                max(self.steps, 1), f.lr)
+        return out
+
+    # ---- one round -----------------------------------------------------------------------------------
+    def participants(self, rnd: int) -> list[int]:
+        k = self.comm.num_clients
+        if self.f.fraction >= 1:
+            return list(range(k))
+        m = max(1, int(round(self.f.fraction * k)))
+        g = torch.Generator().manual_seed(stream_seed(self.cfg.seed, "sample", rnd))
+        return sorted(torch.randperm(k, generator=g)[:m].tolist())
+
+    def round(self, rnd: int) -> dict:
+        """Local training -> weighted aggregation -> server enhancement (fedmgd) -> implicit broadcast."""
+        comm, f = self.comm, self.f
+        t0 = time.perf_counter()
+        chosen = set(self.participants(rnd))
+        acc = {n: torch.zeros_like(v, dtype=torch.float64) for n, v in self.S.state_dict().items()}
+        dc_acc = [torch.zeros_like(p, dtype=torch.float64) for p in self.S.parameters()] if self.method == "scaffold" else None
+        weight, dropped, losses = 0.0, [], []
+        for k in comm.local:
+            if k not in chosen:
+                continue
+            try:
+                with self.streams.use(f"client{k}"):
+                    res = self._train_client(rnd, k)
+            except ClientFailure as e:
+                dropped.append(k)
+                self._log_drop(rnd, k, e)
+                continue
+            except Exception as e:  # noqa: BLE001 - a crashing client must not stop the federation
+                if type(e).__name__ == "NonFiniteLossError":
+                    raise
+                dropped.append(k)
+                self._log_drop(rnd, k, e)
+                continue
+            n_k = float(self.sizes[k])
+            for name, v in self.work.state_dict().items():
+                acc[name] += n_k * v.double()
+            weight += n_k
+            losses.append(res["loss"])
+            if f.optim_state == "persist":
+                self.client_opt[k] = res["opt"]
+            if self.method == "scaffold":
+                for a, d, ck in zip(dc_acc, res["dc"], self.c_local[k]):
+                    a += (d - ck).double()
+                self.c_local[k] = res["dc"]
+            if self.method == "local":
+                self.client_w[k] = copy.deepcopy(self.work.state_dict())
+        if rnd == 0 and self.method != "local":
+            self.client_w = {}  # stage-1 start weights are used once; afterwards every client starts from S
+        weight = comm.sum_float(weight)
+        n_ok = int(comm.sum_float(len(losses)))
+        loss = comm.sum_float(sum(losses)) / max(n_ok, 1)
+        dropped_all = int(comm.sum_float(len(dropped)))
+        rec = {"round": rnd + 1, "clients_ok": n_ok, "clients_dropped": dropped_all, "local_loss": loss}
+        if self.method != "local":
+            if weight > 0:
+                for name in acc:
+                    comm.sum_(acc[name])
+                new = {n: (a / weight).round().to(v.dtype) if not v.is_floating_point() else (a / weight).to(v.dtype)
+                       for (n, a), v in zip(acc.items(), self.S.state_dict().values())}
+                self.S.load_state_dict(new)
+            if self.method == "scaffold" and n_ok > 0:
+                for c, a in zip(self.c_global, dc_acc):
+                    c += (comm.sum_(a) / comm.num_clients).to(c.dtype)
+            if self.method == "fedmgd" and rnd >= f.warmup_rounds and f.server_steps > 0:
+                rec.update(self.server_update())
+        rec["round_time_s"] = time.perf_counter() - t0
+        return rec
+
+    def server_update(self) -> dict:
+        """§2.5 step 2: server_steps filtered synthetic CE steps on the aggregated S (same on every rank)."""
+        kept, steps, losses = 0, 0, []
+        with self.streams.use("server"):
+            for _ in range(self.f.server_steps):
+                out = server_enhance_step(self.S, self.opt_S, self.G, self.fed.num_classes, self.f.gen_batch,
+                                          self.cfg.model.n_z, self.device, self.f.filter, self.f.filter_eval_mode)
+                kept += out["kept"]
+                steps += int(out["stepped"])
+                if out["loss"] is not None:
+                    losses.append(float(out["loss"]))
+        return {"keep_rate": kept / (self.f.server_steps * self.f.gen_batch), "server_steps_taken": steps,
+                "server_loss": sum(losses) / len(losses) if losses else None}
+
+    def _log_drop(self, rnd: int, k: int, e: Exception) -> None:
+        msg = f"round {rnd + 1}: client {k} dropped from the aggregate ({type(e).__name__}: {e})"
+        if self.logger is not None:
+            self.logger(msg)
+
+    def evaluate(self) -> dict:
+        test = (self.fed.test_x, self.fed.test_y, self.f.eval_batch)
+        if self.method != "local":
+            return {"test_acc": evaluate(self.S, *test)}
+        # Local: mean over clients of each own model's global-test accuracy
+        tot = 0.0
+        for k in self.comm.local:
+            self.work.load_state_dict(self.client_w[k])
+            tot += evaluate(self.work, *test)
+        return {"test_acc": self.comm.sum_float(tot) / self.comm.num_clients}
+
+    def local_accuracies(self) -> list[float]:
+        out = torch.zeros(self.comm.num_clients, dtype=torch.float64, device=self.device)
+        for k in self.comm.local:
+            m = self.S
+            if self.method == "local":
+                self.work.load_state_dict(self.client_w[k])
+                m = self.work
+            out[k] = evaluate(m, self.fed.local_test_x[k], self.fed.local_test_y[k], self.f.eval_batch)
+        return [float(v) for v in self.comm.sum_(out)]
