@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from depara.cli import select_main, zoo_main
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "real_zoo.yaml")

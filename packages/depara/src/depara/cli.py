@@ -141,7 +141,10 @@ def select_main(argv=None) -> int:
     cache = zoo_dir(cfg) / "graphs" if (zoo_dir(cfg) / "graphs").is_dir() else out / "graphs"
     graphs = model_graphs(cfg, models, probes, device, cache_dir=cache)
     transfer = load_transfer(cfg)
-    targets = [cfg.select.target] if cfg.select.target else default_targets(cfg)
+    if cfg.select.target:
+        targets = [cfg.select.target]
+    else:
+        targets = list(graphs) if cfg.score.models else default_targets(cfg)
     res = model_selection(cfg, graphs, transfer, targets)
     write_json(out / "selection.json", res)
     mat = np.array([[np.nan if s == t else res["parts"][t][s]["node"] + cfg.score.lam * res["parts"][t][s]["edge"]

@@ -15,7 +15,7 @@ __all__ = ["DataConfig", "ZooConfig", "TransferConfig", "ScoreConfig", "SelectCo
 @dataclass
 class DataConfig:
     kind: str = "synth"  # synth (spec 7.2, offline) | real (CIFAR-10 + MNIST, spec 7.4)
-    image_size: int = 24  # synthetic images only; real ones are 32x32
+    image_size: int = 24  # synthetic images and probe_folder images (centre crop + resize); CIFAR/MNIST are 32
     n_train: int = 3000  # per zoo model
     n_transfer: int = 1000  # linear-probe training images per pool (a target keeps its own classes of them)
     n_test: int = 1000  # linear-probe test images per pool

@@ -63,7 +63,7 @@ def _finish(nodes: list, feats: list, opts: GraphOptions, meta: dict) -> Graph:
     feats_t = torch.cat(feats)
     if feats_t.shape[0] < 3:
         raise ConfigError(f"a graph needs at least 3 probe images, got {feats_t.shape[0]}")
-    if not torch.isfinite(feats_t).all():
+    if not bool(torch.isfinite(feats_t).all()):
         raise ConfigError(f"non-finite features for {meta.get('name', 'a model')}: check the weights/inputs")
     return Graph(torch.cat(nodes), edge_vector(feats_t, opts.center_features).cpu(),
                  rsa_vector(feats_t, opts.center_features).cpu(), dict(meta, dim=feats_t.shape[1], **{
@@ -91,7 +91,7 @@ def build_graph(fn: Callable[[torch.Tensor], torch.Tensor], probes: torch.Tensor
                 with (amp() if amp is not None else _null()):
                     A, y = attribute(fn, xb, opts.attribution, opts.objective, opts.elrp_eps)
                 nodes.append(_nodes(A.float(), opts))
-                feats.append(y.float().cpu())
+                feats.append(y.float())  # edges are computed where the features are (GPU when there)
     finally:
         if model is not None and was_training:
             model.train()
@@ -163,7 +163,7 @@ def layer_graphs(model: nn.Module, names: Sequence[str], probes: torch.Tensor, o
                         (g,) = torch.autograd.grad(s, x, retain_graph=j < len(names) - 1)
                         A = g.abs() if opts.attribution == "saliency" else g * x.detach()
                         nodes[n].append(_nodes(A.detach(), opts))
-                        feats[n].append(y.detach().flatten(1).float().cpu())
+                        feats[n].append(y.detach().flatten(1).float())
                     taps.out.clear()
                 else:
                     for n in names:
@@ -173,7 +173,7 @@ def layer_graphs(model: nn.Module, names: Sequence[str], probes: torch.Tensor, o
 
                         A, y = attribute(fn, xb, opts.attribution, opts.objective, opts.elrp_eps)
                         nodes[n].append(_nodes(A, opts))
-                        feats[n].append(y.cpu())
+                        feats[n].append(y.float())
                         taps.out.clear()
     finally:
         taps.remove()

@@ -152,8 +152,7 @@ def measure_transfer(cfg: DeparaConfig, models: dict, device, pools: _Pools | No
 def probe_tensor(cfg: DeparaConfig) -> tuple[torch.Tensor, np.ndarray]:
     """The ordered probe set, preprocessed once for every model (same raw images, same crops)."""
     if cfg.data.probe_folder:
-        raw = _folder_images(Path(cfg.data.probe_folder), cfg.data.n_probe,
-                             cfg.data.image_size if cfg.data.kind == "synth" else 32)
+        raw = _folder_images(Path(cfg.data.probe_folder), cfg.data.n_probe, cfg.data.image_size)
     else:
         kind = cfg.data.probe_pool
         if kind == "auto":

@@ -71,6 +71,9 @@ def layer_selection(cfg: DeparaConfig, probes: torch.Tensor, device, zoo: Path) 
     sel = cfg.select
     source, smeta = _resolve_model(sel.layer_source, cfg, device, zoo)
     ref_name = sel.layer_reference or sel.layer_target
+    if not ref_name:
+        raise ConfigError("layer selection needs a reference: set select.layer_reference=MODEL.pt "
+                          "(or select.layer_target=TASK to use that task's zoo model)")
     reference, _ = _resolve_model(ref_name, cfg, device, zoo)
     names = sel.layers or conv_layer_names(source, (torch.nn.Conv2d,))
     opts = GraphOptions(**{**cfg.graph.__dict__, "center_features": sel.center_features})
