@@ -106,7 +106,7 @@ class Stage2:
         return client_batch_indices(self._order(epoch)[i * b:(i + 1) * b], self.sizes, self.cfg.legacy_index_folding)
 
     def _fail_now(self, rnd: int, k: int) -> bool:
-        if k in self.injected.get(rnd, ()):
+        if k in self.injected.get(rnd + 1, ()):  # rounds are 1-based in logs and config
             return True
         if self.cfg.faults.fail_prob > 0:
             g = torch.Generator().manual_seed(stream_seed(self.cfg.seed, "fault", rnd, k))
