@@ -9,7 +9,6 @@ import argparse
 import time
 
 import torch
-
 from depara.data import synthetic_factors
 from depara.graph import GraphOptions, build_graph
 from depara.zoo import create_model, preprocess

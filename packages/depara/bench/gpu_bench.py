@@ -13,7 +13,6 @@ import time
 
 import torch
 import torchvision
-
 from depara.graph import GraphOptions, build_graph, conv_layer_names, layer_graphs
 from depara.method import edge_similarity, node_similarity
 from tenfold.bench import device_name, time_it, write_json
@@ -38,10 +37,12 @@ def attribution_throughput(dev, size, batch, reps) -> dict:
         for amp in (False, True):
             ctx = (lambda: autocast(dev)) if amp else None
             opts = GraphOptions(batch_size=batch, node_dtype="float16")
-            t = time_it(lambda: build_graph(m, x, opts, model=m, device=dev, amp=ctx), warmup=1, repeat=reps,
-                        device=dev)
+
+            def extract(m=m, opts=opts, ctx=ctx):
+                return build_graph(m, x, opts, model=m, device=dev, amp=ctx)
+
+            t = time_it(extract, warmup=1, repeat=reps, device=dev)
             out[f"{name}_{'amp' if amp else 'fp32'}_img_per_s"] = batch / t["median_s"]
-        del m
     return out
 
 
@@ -72,8 +73,8 @@ def pairwise(dev, models, n, pixels) -> dict:
             total += float(node_similarity(V[i], V[j])) + float(edge_similarity(E[i], E[j]))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    out = {"models": models, "probes": n, "pairs": models * (models - 1) // 2, "edges": n * (n - 1) // 2,
-           "pairwise_s": time.perf_counter() - t0, "checksum": total}
+    out = {"pairwise_models": models, "pairwise_probes": n, "pairwise_pairs": models * (models - 1) // 2,
+           "pairwise_edges": n * (n - 1) // 2, "pairwise_s": time.perf_counter() - t0, "pairwise_checksum": total}
     if dev.type == "cuda":
         out["peak_mem_gb"] = torch.cuda.max_memory_allocated(dev) / 2**30
     return out
