@@ -2,12 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from dps.data import from_edges_csv, from_events_csv, from_jodie, preference_stream
+from dps.split import eval_negatives, new_node_split, quantile_split, transductive_filter, unique_timestamp_split
 from tenfold.errors import DataError
 from torch_geometric.data import TemporalData
-
-from dps.data import from_edges_csv, from_events_csv, from_jodie, preference_stream
-from dps.split import (eval_negatives, new_node_split, quantile_split, transductive_filter,
-                       unique_timestamp_split)
 
 
 def write(path, text):

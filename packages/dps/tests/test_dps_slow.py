@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tenfold import config as config_mod
-
 from dps.config import DPSConfig
 from dps.pipeline import prepare, stage_alpha
 from dps.train import train_link
+from tenfold import config as config_mod
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu-proof.yaml"
 GRAPHS = {"ia_hypertext": None, "ia_contact": 10_000}  # graph -> max_events (None: all)

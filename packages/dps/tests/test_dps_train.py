@@ -5,10 +5,9 @@ import sys
 
 import pytest
 import torch
-from tenfold import config as config_mod
-
 from dps.config import DPSConfig
 from dps.train import train_link
+from tenfold import config as config_mod
 
 TINY = ["data.format=synthetic", "data.synthetic.num_events=600", "data.synthetic.num_users=30",
         "data.synthetic.num_items=30", "model.node_dim=16", "model.n_layer=1", "model.n_degree=6",

@@ -34,10 +34,20 @@ class TemporalCSR:
         self.offset = torch.zeros(self.num_nodes + 2, dtype=torch.long)
         self.offset[1:] = torch.cumsum(counts, 0)
         self.degree = counts
-        # globally sorted integer key node*(U+1) + rank(time): batched prefix search in one call
+        # globally sorted integer key node*stride + time value: a batched prefix search is one searchsorted.
+        # Integer timestamps (seconds) are used directly; other timestamps go through their rank among the
+        # unique times (one more searchsorted per query batch).
         self.times = torch.unique(t) if e else torch.zeros(1, dtype=torch.float64)
-        self.stride = int(self.times.numel()) + 1
-        self.key = node * self.stride + torch.searchsorted(self.times, self.ts)
+        span = float(self.times[-1] - self.times[0]) if e else 0.0
+        self.integer_time = bool(e) and bool(torch.all(self.times == torch.round(self.times))) and \
+            (span + 2) * (self.num_nodes + 1) < 2 ** 62
+        if self.integer_time:
+            self.t0 = float(self.times[0])
+            self.stride = int(span) + 2
+            self.key = node * self.stride + (self.ts - self.t0).long()
+        else:
+            self.stride = int(self.times.numel()) + 1
+            self.key = node * self.stride + torch.searchsorted(self.times, self.ts)
         self.t_min = float(t.min()) if e else 0.0
         self.t_max = float(t.max()) if e else 0.0
         self.to(device)
@@ -46,6 +56,12 @@ class TemporalCSR:
         self.device = torch.device(device)
         for k in ("nbr", "eid", "ts", "offset", "degree", "times", "key"):
             setattr(self, k, getattr(self, k).to(self.device))
+        # gather tables with a trailing all-zero sentinel row: padding slots point at it, so a sample is
+        # two plain gathers (no per-array masking)
+        self.pad_pos = int(self.nbr.numel())
+        zero = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._ne = torch.stack([torch.cat([self.nbr, zero]), torch.cat([self.eid, zero])], 1)
+        self._ts = torch.cat([self.ts, zero.double()])
         return self
 
     @property
@@ -63,7 +79,11 @@ class TemporalCSR:
         nodes = nodes.to(self.device).long()
         if self.device.type == "cpu":  # on accelerators this check would force a sync per query batch
             self.check_nodes(nodes)
-        qrank = torch.searchsorted(self.times, t.to(self.device, torch.float64), side="left")
+        t = t.to(self.device, torch.float64)
+        if self.integer_time:  # t_e < t  <=>  t_e < ceil(t) for integer t_e
+            qrank = torch.clamp(torch.ceil(t - self.t0), 0, self.stride - 1).long()
+        else:
+            qrank = torch.searchsorted(self.times, t, side="left")
         end = torch.searchsorted(self.key, nodes * self.stride + qrank, side="left")
         return end - self.offset[nodes]
 
@@ -83,10 +103,9 @@ class TemporalCSR:
 
     def gather(self, pos: torch.Tensor, valid: torch.Tensor):
         """(neighbour ids, edge ids, times) at CSR positions, zero where not valid (padding id 0)."""
-        nb = torch.where(valid, self.nbr[pos], 0)
-        e = torch.where(valid, self.eid[pos], 0)
-        ts = torch.where(valid, self.ts[pos], 0.0)
-        return nb, e, ts
+        p = torch.where(valid, pos, self.pad_pos)
+        ne = self._ne[p]
+        return ne[..., 0], ne[..., 1], self._ts[p]
 
     def history(self, node: int, t: float):
         """One node's strict history (for inspection and tests)."""
