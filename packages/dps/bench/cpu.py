@@ -84,7 +84,8 @@ def main():
     samplers = {"uniform": UniformSampler(csr, args.k), "recent": RecentSampler(csr, args.k),
                 "tds": TimeDecaySampler(csr, args.k, alpha, t_min, scale, cache_mode="resample")}
     frozen = TimeDecaySampler(csr, args.k, alpha, t_min, scale, cache_mode="frozen")
-    res = {"batch": B, "data": name, "device": device_name(torch.device("cpu")), "k": args.k, "threads": torch.get_num_threads()}
+    res = {"batch": B, "data": name, "device": device_name(torch.device("cpu")), "k": args.k,
+           "threads": torch.get_num_threads()}
     clock = time.process_time  # CPU time of this process: robust to other jobs time-slicing the cores
 
     def best(fn, repeat):
@@ -103,8 +104,8 @@ def main():
     ln, lt = nodes[:lq].tolist(), times[:lq].tolist()
     for mode, s in samplers.items():
         s(nodes[:B], times[:B])  # warm-up
-        idx_qps = nq / best(lambda: run_index(s), args.repeat)
-        loop_qps = lq / best(lambda: loop.sample(ln, lt, args.k, mode, rng, alpha.numpy(), t_min, scale),
+        idx_qps = nq / best(lambda s=s: run_index(s), args.repeat)
+        loop_qps = lq / best(lambda m=mode: loop.sample(ln, lt, args.k, m, rng, alpha.numpy(), t_min, scale),
                              args.repeat)
         res[mode] = {"index_qps": idx_qps, "loop_qps": loop_qps, "ratio": idx_qps / loop_qps}
         print(f"{mode:8s} index {idx_qps:12,.0f} q/s   per-query loop {loop_qps:10,.0f} q/s   "
@@ -113,7 +114,8 @@ def main():
     run_index(frozen)  # first touch fills the cache
     fq = nq / best(lambda: run_index(frozen), args.repeat)
     res["tds_frozen_warm"] = {"index_qps": fq, "ratio_vs_loop_tds": fq / res["tds"]["loop_qps"]}
-    print(f"tds (frozen cache, warm) index {fq:12,.0f} q/s   ratio vs per-query TDS loop {fq / res['tds']['loop_qps']:.1f}x")
+    print(f"tds (frozen cache, warm) index {fq:12,.0f} q/s   ratio vs per-query TDS loop "
+          f"{fq / res['tds']['loop_qps']:.1f}x")
     write_json(args.out, res)
     print(f"ratio A/B: {res['uniform']['ratio']:.2f}  (A = vectorised index, B = per-query loop; uniform "
           f"sampling, K={args.k}, {B} queries per call, {name}, {torch.get_num_threads()} thread(s), "
