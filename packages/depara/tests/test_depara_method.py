@@ -235,3 +235,27 @@ def test_gradient_flows_to_input_only_not_params():
     net = nn.Linear(4, 2)
     attribute(net, torch.randn(3, 4))
     assert net.weight.grad is None  # autograd.grad w.r.t. the input leaves parameter .grad untouched
+
+
+def test_memory_options_fp16_storage_and_pooling():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = torch.randn(6, 3, 8, 8)
+    full = build_graph(net, x, GraphOptions(batch_size=3))
+    half = build_graph(net, x, GraphOptions(batch_size=3, node_dtype="float16"))
+    pooled = build_graph(net, x, GraphOptions(batch_size=3, node_pool=2))
+    assert full.V.shape == (6, 64) and half.V.dtype == torch.float16 and pooled.V.shape == (6, 16)
+    assert float(node_similarity(full.V, half.V)) == pytest.approx(1.0, abs=1e-3)
+    A, _ = attribute(net, x)  # pooling is applied to A before the channel reduction
+    assert torch.allclose(pooled.V, nn.functional.avg_pool2d(A, 2).abs().mean(1).flatten(1), atol=1e-6)
+
+
+def test_bad_graph_options_raise_config_error():
+    from tenfold.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="channel_reduce"):
+        reduce_channels(torch.zeros(1, 3, 2, 2), "max")
+    with pytest.raises(ConfigError, match="node_pool"):
+        build_graph(nn.Identity(), torch.zeros(4, 3, 2, 2), GraphOptions(node_pool=0))
+    with pytest.raises(ValueError, match="same probe"):
+        node_similarity(torch.zeros(3, 4), torch.zeros(4, 4))
