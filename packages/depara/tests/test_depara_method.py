@@ -94,9 +94,13 @@ def test_no_accumulation_across_layers():
     sep = layer_graphs(net, ["0", "6"], x, opts, shared_forward=False)
     assert torch.allclose(both["6"].V, alone["6"].V, atol=1e-6)
     assert torch.allclose(sep["6"].V, alone["6"].V, atol=1e-6)
-    # and it is not the official bug's sum of the two layers' gradients
-    A1, _ = attribute(lambda t: net[0](t), x)
-    assert not torch.allclose(both["6"].V, alone["6"].V + reduce_channels(A1), atol=1e-3)
+    # the official bug (switch graph.reference_accumulation) gives layer 3 the summed gradients of layers 1 and 3
+    bug = layer_graphs(net, ["0", "6"], x, GraphOptions(batch_size=3, center_features=False,
+                                                         reference_accumulation=True))
+    g1, _ = attribute(lambda t: net[0](t), x)
+    g3, _ = attribute(lambda t: net[:7](t), x)  # the model truncated at layer "6"
+    assert torch.allclose(bug["6"].V, reduce_channels(g1 + g3), atol=1e-6)
+    assert not torch.allclose(bug["6"].V, both["6"].V, atol=1e-3)
 
 
 def test_inplace_relu_after_tapped_conv_does_not_change_its_map():
@@ -212,6 +216,7 @@ def test_p_at_k_self_entry_excluded_even_if_not_maximal():
     S[0, gt[0][1:]] = np.arange(19, 0, -1)
     S[0, gt[0][0]] = -5  # self-score is the lowest; dropping the first sorted entry would lose a hit
     assert precision_recall_at_k(S, gt, 5)[0] == 1.0
+    assert precision_recall_at_k(S, gt, 5, self_exclusion="drop_first")[0] == 0.8  # the reference's behaviour
 
 
 def test_rank_correlations_hand_cases():

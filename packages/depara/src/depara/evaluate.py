@@ -64,17 +64,19 @@ def weighted_tau(x, y) -> float:
 
 
 def precision_recall_at_k(S: np.ndarray, gt_order: np.ndarray, k: int, relevant: int = 5,
-                          targets: np.ndarray | None = None) -> tuple[float, float]:
+                          targets: np.ndarray | None = None, self_exclusion: str = "explicit") -> tuple[float, float]:
     """P@K and R@K of the rows of the affinity S [T, M] against ground-truth orders [T, M].
 
     Row r's target is `targets[r]` (default gt_order[r, 0]); it is excluded explicitly rather than by
-    dropping the first sorted entry (the official code assumes the self-score is maximal)."""
+    dropping the first sorted entry (the official code assumes the self-score is maximal; self_exclusion=
+    "drop_first" reproduces that)."""
     S = np.asarray(S, dtype=np.float64)
     gt_order = np.asarray(gt_order)
     targets = gt_order[:, 0] if targets is None else np.asarray(targets)
     hits = 0
     for r in range(S.shape[0]):
-        order = [j for j in np.argsort(-S[r], kind="stable") if j != targets[r]]
+        ranked = np.argsort(-S[r], kind="stable")
+        order = list(ranked[1:]) if self_exclusion == "drop_first" else [j for j in ranked if j != targets[r]]
         gt = [j for j in gt_order[r] if j != targets[r]][:relevant]
         hits += len(set(order[:k]) & set(gt))
     return hits / (S.shape[0] * k), hits / (S.shape[0] * relevant)

@@ -31,6 +31,7 @@ class GraphOptions:
     node_dtype: str = "float32"  # float16 halves the memory of n x H x W maps
     node_pool: int = 1  # >1: average-pool attribution maps by this factor (memory; a documented deviation)
     elrp_eps: float = 1e-4
+    reference_accumulation: bool = False  # True: the official vgg_extract.py bug, layer k's map = sum of layers 1..k
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -157,10 +158,13 @@ def layer_graphs(model: nn.Module, names: Sequence[str], probes: torch.Tensor, o
                     x = xb.detach().clone().requires_grad_(True)
                     with (elrp_rules(opts.elrp_eps) if opts.attribution == "elrp" else _null()):
                         model(x)
+                    g_sum = None
                     for j, n in enumerate(names):
                         y = taps.out[n]
                         s = y.sum() if opts.objective == "sum" else y.mean()
                         (g,) = torch.autograd.grad(s, x, retain_graph=j < len(names) - 1)
+                        if opts.reference_accumulation:  # x.grad never zeroed between layers in the reference
+                            g = g_sum = g if g_sum is None else g_sum + g
                         A = g.abs() if opts.attribution == "saliency" else g * x.detach()
                         nodes[n].append(_nodes(A.detach(), opts))
                         feats[n].append(y.detach().flatten(1).float())
