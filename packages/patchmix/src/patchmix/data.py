@@ -34,6 +34,26 @@ def balanced_subset(ds: tdata.ArrayImageDataset, per_class: int, seed: int) -> t
     return tdata.ArrayImageDataset(ds.images[idx], ds.labels[idx], None, ds.classes)
 
 
+def _cifar10_pack_subset(root, train: bool, per_class: int, seed: int):
+    """Decode only a class-balanced subset of the tenfold CIFAR-10 JPEG pack (the full pack takes ~15 s of CPU);
+    the same images as balanced_subset(cifar10(...)), or None when the pack is absent."""
+    import io
+
+    from PIL import Image
+
+    pack = tdata.data_root(root) / "cifar10" / ("train.npz" if train else "test.npz")
+    if not pack.is_file():
+        return None
+    z = dict(np.load(pack, allow_pickle=False))
+    labels = z["labels"].astype(np.int64)
+    idx = tdata.few_shot_indices(labels, per_class, seed)
+    blob, off = z["jpeg"], z["offsets"]
+    imgs = np.stack([np.asarray(Image.open(io.BytesIO(blob[off[i]:off[i + 1]].tobytes())).convert("RGB"))
+                     for i in idx])
+    classes = [str(c) for c in z.get("classes", tdata.CIFAR10_CLASSES)]
+    return tdata.ArrayImageDataset(imgs, labels[idx], None, classes)
+
+
 def load_split(dcfg, train: bool, data_root=None, seed: int = 0):
     """The train or test split named by the DataConfig (uint8 items; labels only used for evaluation)."""
     name = dcfg.dataset
@@ -41,6 +61,11 @@ def load_split(dcfg, train: bool, data_root=None, seed: int = 0):
         n = dcfg.shapes_train if train else dcfg.shapes_test
         ds = tdata.synthetic_shapes(n, 32, 10, seed=1000 + seed if train else 2000 + seed)
     elif name == "cifar10":
+        per_class = dcfg.train_per_class if train else dcfg.test_per_class
+        if per_class:
+            sub = _cifar10_pack_subset(data_root, train, per_class, dcfg.subset_seed)
+            if sub is not None:
+                return sub
         ds = tdata.cifar10(data_root, train=train)
     elif name == "cifar100":
         ds = tdata.cifar100(data_root, train=train)

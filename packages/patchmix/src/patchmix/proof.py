@@ -53,7 +53,8 @@ def _l_src_curve(run: Path) -> list[float]:
     return [r["l_src"] for r in rows if "l_src" in r]
 
 
-def compare_arms(cfg: PretrainConfig, out: str | Path, baseline: str = "src_only", log=print) -> dict:
+def compare_arms(cfg: PretrainConfig, out: str | Path, baseline: str = "src_only", log=print,
+                 measure_momentum: bool = True, probe_epochs: int = 30) -> dict:
     """Random init, PatchMix and the baseline (loss.objective=`baseline`) at equal steps and seed."""
     out = Path(out)
     device = runtime.select_device(cfg.device)
@@ -61,7 +62,8 @@ def compare_arms(cfg: PretrainConfig, out: str | Path, baseline: str = "src_only
     test = load_split(cfg.data, False, cfg.data_root, cfg.seed)
     runtime.seed_everything(cfg.seed)  # the init both arms start from (pretrain seeds the same way)
     online, momentum = build_models(cfg.model, cfg.model.framework)
-    results = {"random_init": {"online": measure(cfg, online.backbone.to(device), train, test, device)}}
+    results = {"random_init": {"online": measure(cfg, online.backbone.to(device), train, test, device,
+                                                 probe_epochs=probe_epochs)}}
     for arm, objective in (("patchmix", "patchmix"), ("baseline", baseline)):
         acfg = dataclasses.replace(cfg, out=str(out / arm), loss=dataclasses.replace(cfg.loss, objective=objective),
                                    monitor=dataclasses.replace(cfg.monitor, knn_final=False), log_every=1)
@@ -71,10 +73,11 @@ def compare_arms(cfg: PretrainConfig, out: str | Path, baseline: str = "src_only
         ck = torch.load(out / arm / "last.pt", map_location="cpu", weights_only=False)
         online, momentum = build_models(acfg.model, acfg.model.framework)
         online.load_state_dict(ck["state"]["online"])
-        res = {"online": measure(acfg, online.backbone.to(device), train, test, device)}
-        if momentum is not None:
+        res = {"online": measure(acfg, online.backbone.to(device), train, test, device, probe_epochs=probe_epochs)}
+        if momentum is not None and measure_momentum:
             momentum.load_state_dict(ck["state"]["momentum"])
-            res["momentum"] = measure(acfg, momentum.backbone.to(device), train, test, device)
+            res["momentum"] = measure(acfg, momentum.backbone.to(device), train, test, device,
+                                      probe_epochs=probe_epochs)
         curve = _l_src_curve(out / arm)
         res.update(l_src_first=curve[0], l_src_last20=sum(curve[-20:]) / len(curve[-20:]), wall_s=wall,
                    samples_per_s=summary.get("samples_per_s"), steps=summary["steps"])
