@@ -33,13 +33,11 @@ class _Sampler:
     def __init__(self, csr: TemporalCSR, k: int):
         self.csr, self.k = csr, int(k)
 
-    def _finish(self, nodes, rel, valid):
-        return self.csr.gather(self.csr.offset[nodes][:, None] + rel, valid)
-
     def __call__(self, nodes: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
         nodes = nodes.to(self.csr.device).long()
-        r = self.csr.prefix_len(nodes, t)
-        return self._finish(nodes, *self.select(nodes, r, generator))
+        start, r = self.csr.prefix(nodes, t)
+        rel, valid = self.select(nodes, r, generator)
+        return self.csr.gather(start[:, None] + rel, valid)
 
     def state_dict(self) -> dict:
         return {}

@@ -74,8 +74,8 @@ class TemporalCSR:
             bad = int(nodes.max()) if int(nodes.max()) > self.num_nodes else int(nodes.min())
             raise DataError(f"unknown node id {bad} (this graph has ids 1..{self.num_nodes}; 0 is padding)")
 
-    def prefix_len(self, nodes: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """r = number of events of each node strictly before its query time; [B] long."""
+    def prefix(self, nodes: torch.Tensor, t: torch.Tensor):
+        """(start, r): CSR offset of each node and r = its number of events strictly before the query time."""
         nodes = nodes.to(self.device).long()
         if self.device.type == "cpu":  # on accelerators this check would force a sync per query batch
             self.check_nodes(nodes)
@@ -85,7 +85,11 @@ class TemporalCSR:
         else:
             qrank = torch.searchsorted(self.times, t, side="left")
         end = torch.searchsorted(self.key, nodes * self.stride + qrank, side="left")
-        return end - self.offset[nodes]
+        start = self.offset[nodes]
+        return start, end - start
+
+    def prefix_len(self, nodes: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.prefix(nodes, t)[1]
 
     def window(self, nodes: torch.Tensor, r: torch.Tensor, max_len: int | None = None):
         """Positions of each query's last min(r, W) history entries, W = max r (or `max_len`), as a padded
