@@ -136,3 +136,15 @@ def test_balanced_indices_balance_pseudo_labels():
     idx = balanced_indices(pseudo, 99, seed=0)
     counts = torch.bincount(pseudo[idx], minlength=4)
     assert counts.tolist() == [33, 33, 0, 33]
+
+
+def test_patch_shuffle_permutes_whole_patches():
+    from mosaickd.data import patch_shuffle
+
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.uint8).view(2, 1, 8, 8)
+    y = patch_shuffle(x, 4, seed=0)
+    assert not torch.equal(x, y) and torch.equal(y, patch_shuffle(x, 4, seed=0))
+    for i in range(2):
+        src = {tuple(x[i, 0, r:r + 4, c:c + 4].flatten().tolist()) for r in (0, 4) for c in (0, 4)}
+        dst = {tuple(y[i, 0, r:r + 4, c:c + 4].flatten().tolist()) for r in (0, 4) for c in (0, 4)}
+        assert src == dst  # the same four patches, moved

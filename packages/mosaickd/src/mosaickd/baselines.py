@@ -201,6 +201,6 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
         if cfg.eval_teacher:
             summary["teacher_top1"] = evaluate(teacher, test, norm_id, device)["top1"]
         export_model(student, out / "student.pt", cfg.model.student, num_classes,
-                     norm=d.in_domain_norm or d.in_domain, test_top1=summary["last_top1"])
+                     norm=d.in_domain_norm or d.in_domain, in_chans=d.channels, test_top1=summary["last_top1"])
     trainer.logger.summary(**summary)
     return summary

@@ -13,12 +13,14 @@ from tenfold import distributed, runtime
 from tenfold.data.root import cache_dir
 from tenfold.errors import CheckpointError, ConfigError
 from tenfold.eval import topk_accuracy
-from tenfold.nets import load_teacher
+from tenfold.checkpoint import load_module_state
+from tenfold.nets import load_teacher, teacher_meta
 from torch import nn
 
 from .config import DataConfig, ModelConfig
-from .data import ImageSet, load_split, normalizer_for
+from .data import ImageSet, load_split, normalizer_for, patch_shuffle
 from .method import select_high_entropy
+from .nets import build_classifier
 
 __all__ = ["setup_run", "build_teacher", "in_domain_test", "ood_pool", "norms", "evaluate", "teacher_logits",
            "apply_ood_subset", "export_model", "Timer"]
@@ -44,10 +46,18 @@ def build_teacher(mcfg: ModelConfig, device: torch.device) -> tuple[nn.Module, i
     p = Path(mcfg.teacher).expanduser()
     if not p.is_file():
         raise CheckpointError(f"teacher weights not found: {p} (model.teacher)")
+    meta = teacher_meta(p) if p.with_suffix(".json").is_file() else {}
     if mcfg.teacher_arch:
         if mcfg.num_classes <= 0:
             raise ConfigError("model.teacher_arch needs model.num_classes > 0")
         t = load_teacher(p, arch=mcfg.teacher_arch, num_classes=mcfg.num_classes)
+    elif int(meta.get("in_chans", 3)) != 3:  # grey teachers: the spine's load_teacher builds 3-channel nets only
+        t = build_classifier(meta["arch"], int(meta["num_classes"]), int(meta["in_chans"]))
+        try:
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"{p}: cannot read teacher weights ({str(e).splitlines()[0]})") from None
+        load_module_state(t, sd, what=f"teacher {p.name}")
     else:
         t = load_teacher(p)
     n = t.fc.out_features if hasattr(t, "fc") else mcfg.num_classes
@@ -66,15 +76,17 @@ def ood_pool(d: DataConfig, root) -> ImageSet:
     for name in d.ood[1:]:
         sets.append(load_split(name, True, root=root, img_size=d.img_size, channels=d.channels, cap=d.ood_max,
                                synthetic_n=d.synthetic_n))
-    if len(sets) == 1:
-        return sets[0]
-    return ImageSet(torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]), "+".join(d.ood))
+    pool = sets[0] if len(sets) == 1 else ImageSet(torch.cat([s.images for s in sets]),
+                                                   torch.cat([s.labels for s in sets]), "+".join(d.ood))
+    if d.ood_patch_shuffle:
+        pool = ImageSet(patch_shuffle(pool.images, d.ood_patch_shuffle), pool.labels, pool.name + "-shuffled")
+    return pool
 
 
 def norms(d: DataConfig):
     """(in-domain normaliser, KD-stream OOD normaliser); spec §2.4 and pitfall 4."""
-    n_id = normalizer_for(d.in_domain_norm or d.in_domain)
-    n_ood = normalizer_for(d.ood_norm or d.ood[0]) if d.kd_ood_normalization == "ood" else n_id
+    n_id = normalizer_for(d.in_domain_norm or d.in_domain, d.channels)
+    n_ood = normalizer_for(d.ood_norm or d.ood[0], d.channels) if d.kd_ood_normalization == "ood" else n_id
     return n_id, n_ood
 
 

@@ -27,6 +27,7 @@ class DataConfig:
     ood_classes: list[int] = field(default_factory=list)  # keep only these labels of the first OOD set
     ood_per_class: int = 0  # > 0: a fixed-seed pool of this many images per class of the first OOD set
     ood_max: int = 0  # > 0: cap on images taken from each further OOD set (fixed seed)
+    ood_patch_shuffle: int = 0  # > 0: permute the k x k patches of every OOD image (spec §7b's harder variant)
     ood_subset: bool = False  # keep the highest-teacher-entropy OOD images (ImageNet/Places, spec §2.4)
     ood_subset_size: int = 0  # 0: the size of the in-domain train set (the code's N)
     in_domain_norm: str = ""  # stats name in NORMALIZE_DICT; "" = in_domain's name
@@ -182,6 +183,8 @@ class KDConfig(RunConfig):
 class TeacherTrainConfig:
     dataset: str = "cifar10"
     classes: list[int] = field(default_factory=list)  # train on this class subset (remapped to 0..)
+    per_class: int = 0  # > 0: a fixed-seed train pool of this many images per class
+    test_per_class: int = 0  # > 0: a fixed-seed test subset
     arch: str = "wrn40_2"
     epochs: int = 200
     batch_size: int = 256

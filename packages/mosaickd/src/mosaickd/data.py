@@ -29,7 +29,7 @@ from tenfold.errors import ConfigError, DataError
 
 from .nets import NORMALIZE_DICT, Normalizer
 
-__all__ = ["ImageSet", "load_split", "normalizer_for", "crop_flip", "BatchStream", "DATA_SEED", "KNOWN"]
+__all__ = ["ImageSet", "load_split", "normalizer_for", "crop_flip", "patch_shuffle", "BatchStream", "DATA_SEED", "KNOWN"]
 
 DATA_SEED = 0  # pools and evaluation subsets are fixed whatever the run seed, so arms compare on equal data
 KNOWN = ("cifar10", "cifar100", "mnist", "svhn", "stl10", "shapes", "imagenet32", "places365_32", "folder:<dir>")
@@ -53,11 +53,14 @@ class ImageSet:
         return x.float().div_(255)
 
 
-def normalizer_for(name: str) -> Normalizer:
+def normalizer_for(name: str, channels: int = 3) -> Normalizer:
+    """Statistics by name; for grey (1-channel) runs the channel average of the named statistics."""
     key = name.split(":")[0]
     if key not in NORMALIZE_DICT:
         raise ConfigError(f"no normalisation statistics named '{name}'; known: {', '.join(NORMALIZE_DICT)}")
     mean, std = NORMALIZE_DICT[key]
+    if channels == 1:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
     return Normalizer(mean, std)
 
 
@@ -192,6 +195,20 @@ def load_split(name: str, train: bool, *, root: str | None = None, img_size: int
         lut[torch.tensor(classes)] = torch.arange(len(classes))
         labels = lut[labels]
     return ImageSet(_resize(np.asarray(images), img_size, channels), labels, name)
+
+
+def patch_shuffle(images: torch.Tensor, k: int, seed: int = DATA_SEED) -> torch.Tensor:
+    """Cut every image into k x k patches and permute them (one fixed-seed permutation per image): global shape
+    destroyed, local patterns kept -- an OOD set made of exactly what MosaicKD claims to exploit."""
+    n, c, h, w = images.shape
+    if h % k or w % k:
+        raise ConfigError(f"patch size {k} must divide the image size {h}x{w}")
+    gh, gw = h // k, w // k
+    p = images.reshape(n, c, gh, k, gw, k).permute(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, c, k, k)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.stack([torch.randperm(gh * gw, generator=g) for _ in range(n)])
+    p = p[torch.arange(n)[:, None], perm]
+    return p.reshape(n, gh, gw, c, k, k).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w).contiguous()
 
 
 def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:

@@ -26,10 +26,11 @@ def run_teacher(cfg: TeacherConfig, resume: str | None = None, stop_at: int | No
     root = data_root(cfg.data_root)
     kw = dict(root=root, img_size=t.img_size, channels=t.channels, classes=t.classes, remap=True,
               synthetic_n=t.synthetic_n)
-    train, test = load_split(t.dataset, True, **kw), load_split(t.dataset, False, **kw)
+    train = load_split(t.dataset, True, per_class=t.per_class, **kw)
+    test = load_split(t.dataset, False, per_class=t.test_per_class, **kw)
     num_classes = len(t.classes) if t.classes else int(train.labels.max()) + 1
     norm_name = t.norm or t.dataset
-    norm = normalizer_for(norm_name)
+    norm = normalizer_for(norm_name, t.channels)
     model = build_classifier(t.arch, num_classes, t.channels).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     stream = BatchStream(train, t.batch_size, seed=cfg.seed, normalizer=norm, augment=t.augment, device=device,
@@ -63,7 +64,7 @@ def run_teacher(cfg: TeacherConfig, resume: str | None = None, stop_at: int | No
     if trainer.state.step >= total:
         mean, std = norm.mean.flatten().tolist(), norm.std.flatten().tolist()
         export_model(model, out / "teacher.pt", t.arch, num_classes, dataset=t.dataset, classes=t.classes,
-                     norm=norm_name, test_top1=acc["top1"] / 100,
+                     norm=norm_name, in_chans=t.channels, test_top1=acc["top1"] / 100,
                      input=f"in [0,1], normalized with mean {tuple(round(m, 4) for m in mean)} "
                            f"std {tuple(round(s, 4) for s in std)}")
         summary["teacher"] = str(out / "teacher.pt")

@@ -112,7 +112,8 @@ def run_mosaic(cfg: MosaicConfig, resume: str | None = None, stop_at: int | None
         if cfg.train.eval_teacher:
             summary["teacher_top1"] = evaluate(game.T, test, norm_id, device)["top1"]
         export_model(game.S, out / "student.pt", cfg.model.student, game.S.fc.out_features,
-                     norm=cfg.data.in_domain_norm or cfg.data.in_domain, test_top1=summary["last_top1"])
+                     norm=cfg.data.in_domain_norm or cfg.data.in_domain, in_chans=cfg.data.channels,
+                     test_top1=summary["last_top1"])
         _save_grid(game, out / "synthetic.png")
     trainer.logger.summary(**summary)
     return summary
