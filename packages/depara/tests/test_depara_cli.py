@@ -185,3 +185,15 @@ def test_real_pools_disjoint_splits():
     a = make_pool("mnist", "train", 50)
     b = make_pool("mnist", "transfer", 50)
     assert a.images.shape == (50, 32, 32, 3) and not set(a.factors["index"]) & set(b.factors["index"])
+
+
+@pytest.mark.parametrize("name", ["demo", "synthetic_zoo", "real_zoo", "real_zoo_gpu", "vgg_layer_selection",
+                                  "taskonomy_model_selection", "syn2real_layer_selection"])
+def test_every_shipped_config_loads(name):
+    from pathlib import Path
+
+    from depara.config import DeparaConfig
+    from tenfold.config import load
+
+    cfg = load(DeparaConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert cfg.graph.attribution == "grad_input"
