@@ -42,6 +42,8 @@ def test_score_and_select_outputs(zoo, capsys):
     res = json.loads((zoo / "sel" / "selection.json").read_text())
     assert set(res["metrics"]) >= {"depara_lam1", "node", "edge", "rsa", "random"}
     assert res["rankings"]["T1"] and "T1" not in res["rankings"]["T1"]
+    assert set(res["random_label_rank"]["T8"]) == {"T1", "T3"}
+    assert all(1 <= r <= 2 for r in res["random_label_rank"]["T8"].values())  # 2 candidate sources per target
     assert "spearman" in capsys.readouterr().out
 
 

@@ -44,7 +44,10 @@ def model_selection(cfg: DeparaConfig, graphs: dict[str, Graph], transfer: dict 
               for n in names}
     rankings = {t: sorted(parts[t], key=lambda s: -_score(parts[t][s], f"depara_lam{cfg.score.lam:g}"))
                 for t in targets}
+    junk = [s for s in sources if s in TASKS and TASKS[s].rule.startswith("random")]
     out = {"targets": targets, "sources": sources, "lam": cfg.score.lam, "rankings": rankings,
+           # spec 7.2: where the random-label control lands in each target's ranking (1 = first)
+           "random_label_rank": {j: {t: rankings[t].index(j) + 1 for t in targets if j in rankings[t]} for j in junk},
            "parts": {t: {s: {k: round(v, 5) for k, v in p.items()} for s, p in parts[t].items()} for t in targets}}
     if transfer is not None:
         truth = np.array([[np.nan if (s == t or transfer["acc"][t].get(s) is None) else transfer["acc"][t][s]
