@@ -264,3 +264,14 @@ def test_bad_graph_options_raise_config_error():
         build_graph(nn.Identity(), torch.zeros(4, 3, 2, 2), GraphOptions(node_pool=0))
     with pytest.raises(ValueError, match="same probe"):
         node_similarity(torch.zeros(3, 4), torch.zeros(4, 4))
+
+
+def test_no_accumulation_across_models_on_shared_probes():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten())
+    b = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.Flatten())
+    probes = torch.randn(6, 3, 6, 6)
+    alone = build_graph(b, probes.clone(), GraphOptions(batch_size=3))
+    build_graph(a, probes, GraphOptions(batch_size=3))
+    after = build_graph(b, probes, GraphOptions(batch_size=3))
+    assert torch.equal(alone.V, after.V) and probes.grad is None and not probes.requires_grad
