@@ -74,6 +74,9 @@ def eval_main(argv=None):
     p.add_argument("--split", choices=["val", "test"], default="test", help="which split to score")
     p.add_argument("--negatives", choices=["random", "historical", "inductive"],
                    help="evaluation negative strategy (default: the run's data.negatives)")
+    p.add_argument("--task", choices=["link", "node"], default="link",
+                   help="link: score the link-prediction split; node: train the node-classification MLP "
+                        "(node.* settings) on the frozen encoder with the events' labels, report test AUC")
     args = p.parse_args(argv)
     ck, run_dir = _load_run(args.run)
     base = config_mod.from_dict(DPSConfig, ck["config"])
@@ -99,6 +102,14 @@ def eval_main(argv=None):
         raise CheckpointError("the checkpoint's samplers do not match model.name; evaluate with the run's config")
     for s, sd in zip(samplers, ck["samplers"]):
         s.load_state_dict(sd)
+    if args.task == "node":
+        from .node import node_events, train_node_classifier
+
+        m = train_node_classifier(model, samplers, node_events(prep.stream, cfg, device), cfg.node, cfg.seed, _log)
+        out = Path(args.out) if args.out else run_dir / "eval-node"
+        config_mod.save(cfg, out / "config.yaml")
+        write_json(out / "summary.json", {"task": "node", **m})
+        return
     events = prep.val if args.split == "val" else prep.test
     seed = cfg.seed if args.split == "val" else cfg.seed + 1
     m = evaluate(model, samplers, events, cfg.eval.batch_size, seed, cfg.eval.ap_on_labels, device)

@@ -9,7 +9,7 @@ from tenfold.config import RunConfig
 from tenfold.errors import ConfigError
 
 __all__ = ["SyntheticConfig", "DataConfig", "ModelConfig", "TDSConfig", "GASConfig", "TrainConfig", "EvalConfig",
-           "DPSConfig"]
+           "NodeTaskConfig", "DPSConfig"]
 
 
 @dataclasses.dataclass
@@ -122,6 +122,21 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class NodeTaskConfig:
+    """Node classification head on the frozen encoder (dps-eval --task node; spec §2.8)."""
+
+    lr: float = 1e-4
+    batch_size: int = 200
+    epochs: int = 50
+    patience: int = 10
+    tol: float = 1e-3
+    dropout: float = 0.1
+    binary: bool = False  # concatenate the destination's embedding
+    balance: bool = False  # add size // neg_ratio positive-label events per batch (official intent)
+    neg_ratio: int = 10
+
+
+@dataclasses.dataclass
 class DPSConfig(RunConfig):
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
@@ -130,10 +145,11 @@ class DPSConfig(RunConfig):
     gas: GASConfig = field(default_factory=GASConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    node: NodeTaskConfig = field(default_factory=NodeTaskConfig)
 
     def validate(self):
         if (self.model.node_dim * 2 + self._edge_dim_hint()) % self.model.n_head:
             raise ConfigError(f"model.n_head={self.model.n_head} must divide d_m = 2·node_dim + edge_dim")
 
-    def _edge_dim_hint(self) -> int:
+    def _edge_dim_hint(self) -> int:  # the edge width of the shipped formats (custom .edges may differ)
         return 1 if self.data.use_rating else (172 if self.data.format == "jodie" else self.model.node_dim)

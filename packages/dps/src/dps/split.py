@@ -18,6 +18,7 @@ import torch
 from tenfold.errors import DataError
 
 __all__ = ["Split", "unique_timestamp_split", "quantile_split", "transductive_filter", "new_node_split",
+           "node_task_split",
            "eval_negatives"]
 
 
@@ -50,6 +51,13 @@ def quantile_split(t: torch.Tensor, val_ratio: float = 0.15, test_ratio: float =
     val_idx, test_idx = int((t <= val_time).sum()), int((t <= test_time).sum())
     ar = torch.arange(n)
     return Split(ar < val_idx, (ar >= val_idx) & (ar < test_idx), ar >= test_idx, torch.ones(n, dtype=torch.bool))
+
+
+def node_task_split(t: torch.Tensor, train_frac: float = 0.70, val_frac: float = 0.15) -> Split:
+    """Official node-task split (`fusion_node.py`): val_time, test_time = quantiles of t (linear);
+    train t < val_time, val val_time < t ≤ test_time, test t > test_time (events at exactly val_time unused)."""
+    val_time, test_time = np.quantile(t.cpu().numpy(), [train_frac, train_frac + val_frac])
+    return Split(t < val_time, (t > val_time) & (t <= test_time), t > test_time, torch.ones_like(t, dtype=torch.bool))
 
 
 def _seen(src, dst, mask, num_nodes):
