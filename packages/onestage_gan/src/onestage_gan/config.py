@@ -1,0 +1,86 @@
+"""Configuration (defaults = the reference's DCGAN symmetric one-stage MNIST setting, spec §2.7)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tenfold.config import RunConfig
+from tenfold.errors import ConfigError
+
+from .losses import LOSSES
+
+
+@dataclass
+class ModelConfig:
+    arch: Literal["dcgan", "mlp"] = "dcgan"
+    zdim: int = 100
+    g_width: int = 128  # DCGAN d of the generator
+    d_width: int = 128  # DCGAN d of the discriminator
+    size: int = 64
+    g_norm: Literal["bn", "gn", "ln", "none"] = "bn"
+    d_norm: Literal["bn", "gn", "ln", "none"] = "bn"  # asymmetric one-stage needs gn / ln / none
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 1.35e-5  # one-stage runs use a smaller D lr than two-stage (reference configs)
+    betas: tuple[float, float] = (0.5, 0.999)
+    milestones: list[int] = field(default_factory=list)  # epochs at which both lrs are multiplied by lr_gamma
+    lr_gamma: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    name: Literal["mnist", "cifar10", "folder", "shapes", "ring"] = "mnist"
+    path: str | None = None  # ImageFolder root for name=folder (CelebA, LSUN Churches, FFHQ)
+    num_samples: int = 5000  # shapes / ring
+    num_workers: int = 0
+
+
+@dataclass
+class KDConfig:
+    """Data-free KD (DFAD-style) in one or two stages (spec §2.9)."""
+
+    teacher: str | None = None  # plain state_dict with a JSON beside it; None: $TENFOLD_MODELS/cifar10_wrn40_2.pt
+    student: str = "wrn16_1"
+    lr_s: float = 0.1
+    lr_g: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    zdim: int = 256
+    g_width: int = 64
+    iters_per_epoch: int = 50
+    student_steps: int = 1  # two-stage: student steps per generator step (DFAD uses 5; 1 keeps budgets equal)
+    eval_limit: int = 0  # test images used for the final accuracy (0 = all)
+
+
+@dataclass
+class OSGANConfig(RunConfig):
+    out: str = "runs/osgan"
+    task: Literal["gan", "kd"] = "gan"
+    mode: Literal["one", "two"] = "one"
+    loss: str = "minimax"  # minimax | wgan | nonsaturating | lsgan | hinge
+    form: Literal["simple", "packed"] = "simple"  # packed = the paper's presentation (same gradients)
+    d_forward: Literal["separate", "concat"] = "separate"  # concat = the reference's WGAN script
+    bn_policy: Literal["refuse", "warn", "ignore"] = "refuse"  # asymmetric one-stage with BatchNorm in D
+    clip: float = 0.0  # WGAN weight clipping of all D parameters (0.01 in the reference); 0 = off
+    gamma_max: float = 1e4
+    batch_size: int = 128
+    epochs: int = 20
+    max_steps: int = 0  # > 0: stop after this many iterations (overrides epochs)
+    ckpt_every: int = 500
+    log_every: int = 50
+    eval_samples: int = 2000  # generated samples for the quality proxy at the end (0 = skip)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+
+    def validate(self):
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss: unknown '{self.loss}'; choose one of {', '.join(LOSSES)}")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be ≥ 1")
+        if self.data.name == "ring" and self.model.arch != "mlp":
+            raise ConfigError("data.name=ring needs model.arch=mlp")

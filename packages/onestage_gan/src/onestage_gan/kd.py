@@ -1,0 +1,135 @@
+"""Data-free adversarial distillation (DFAD-style) in one or two stages (spec §2.9).
+
+The generator maximises and the student minimises L = mean |T(G(z)) − S(G(z))|₁ (teacher frozen): a
+symmetric game, so one stage is x̃ = GradScale(G(z), −1) and ONE backward updates both.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from tenfold import config as config_mod, data as tfdata, nets, runtime
+from tenfold.errors import CheckpointError
+from tenfold.loop import Trainer
+
+from .config import OSGANConfig
+from .gradscale import ScaleSlot, grad_scale
+from .nets import DCGenerator
+from .proxy import _cifar_input
+
+__all__ = ["dfad_loss", "kd_one_stage_step", "kd_two_stage_step", "run_kd"]
+
+
+def dfad_loss(t_logits: torch.Tensor, s_logits: torch.Tensor) -> torch.Tensor:
+    return (t_logits - s_logits).abs().mean()
+
+
+def kd_one_stage_step(G, S, T, opt_g, opt_s, z) -> torch.Tensor:
+    opt_g.zero_grad(set_to_none=True)
+    opt_s.zero_grad(set_to_none=True)
+    x = _cifar_input(grad_scale(G(z), ScaleSlot(-1.0)))  # G ascends, S descends the same loss
+    loss = dfad_loss(T(x), S(x))
+    loss.backward()
+    opt_s.step()
+    opt_g.step()
+    return loss.detach()
+
+
+def kd_two_stage_step(G, S, T, opt_g, opt_s, z_s, z_g, student_steps: int = 1) -> torch.Tensor:
+    for _ in range(student_steps):
+        with torch.no_grad():
+            x = _cifar_input(G(z_s))
+            t = T(x)
+        loss = dfad_loss(t, S(x))
+        opt_s.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_s.step()
+    x = _cifar_input(G(z_g))
+    loss_g = -dfad_loss(T(x), S(x))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss.detach()
+
+
+def _teacher_path(cfg: OSGANConfig) -> Path:
+    if cfg.kd.teacher:
+        return Path(cfg.kd.teacher)
+    root = os.environ.get("TENFOLD_MODELS")
+    if not root:
+        raise CheckpointError("kd.teacher not set: point it at a teacher state_dict (e.g. "
+                              "../shared/models/cifar10_wrn40_2.pt) or set TENFOLD_MODELS")
+    return Path(root) / "cifar10_wrn40_2.pt"
+
+
+@torch.no_grad()
+def accuracy(model, x, y, device, batch: int = 500) -> float:
+    was = model.training
+    model.eval()
+    correct = sum((model(x[i:i + batch].to(device)).argmax(1).cpu() == y[i:i + batch]).sum().item()
+                  for i in range(0, len(x), batch))
+    model.train(was)
+    return 100.0 * correct / len(x)
+
+
+def run_kd(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = None) -> dict:
+    device = runtime.select_device(cfg.device)
+    runtime.seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    config_mod.save(cfg, out / "config.yaml")
+    k = cfg.kd
+    T = nets.load_teacher(_teacher_path(cfg)).to(device)
+    S = nets.create(k.student, T.fc.out_features if hasattr(T, "fc") else 10).to(device).train()
+    G = DCGenerator(k.zdim, 3, k.g_width, 32, "bn").to(device).train()
+    opt_s = torch.optim.SGD(S.parameters(), lr=k.lr_s, momentum=k.momentum, weight_decay=k.weight_decay)
+    opt_g = torch.optim.Adam(G.parameters(), lr=k.lr_g)
+    spe = k.iters_per_epoch
+    total = cfg.max_steps or cfg.epochs * spe
+    factor = lambda step: cfg.optim.lr_gamma ** sum(step // spe >= m for m in cfg.optim.milestones)  # noqa: E731
+    sch_s = torch.optim.lr_scheduler.LambdaLR(opt_s, factor)
+    sch_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+    trainer = Trainer(out, kind="osgan-kd", config=cfg, total_steps=total, ckpt_every=cfg.ckpt_every,
+                      log_every=cfg.log_every, desc=f"dfad[{cfg.mode}-stage]",
+                      stateful={"G": G, "S": S, "opt_g": opt_g, "opt_s": opt_s, "sch_g": sch_g, "sch_s": sch_s},
+                      batches=lambda e, s: range(spe - s), batch_size_of=lambda _: cfg.batch_size)
+    trainer.maybe_resume(resume)
+    timing = {"s": 0.0, "cpu": 0.0, "n": 0}
+
+    def step(_batch, _state):
+        b = cfg.batch_size
+        t0, c0 = time.perf_counter(), time.process_time()
+        with runtime.autocast(device):
+            if cfg.mode == "one":
+                loss = kd_one_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device))
+            else:
+                loss = kd_two_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device),
+                                         torch.randn(b, k.zdim, device=device), k.student_steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timing["s"] += time.perf_counter() - t0
+        timing["cpu"] += time.process_time() - c0
+        timing["n"] += 1
+        sch_s.step()
+        sch_g.step()
+        return {"loss": loss}
+
+    trainer.run(step, stop_at=stop_at)
+    summary = {"task": "kd", "mode": cfg.mode, "steps": trainer.state.step,
+               "step_s": timing["s"] / max(timing["n"], 1), "step_cpu_s": timing["cpu"] / max(timing["n"], 1)}
+    if stop_at is None or trainer.state.step >= total:
+        te = tfdata.cifar10(cfg.data_root, train=False)
+        x, y = te.tensors()
+        if k.eval_limit:
+            x, y = x[:k.eval_limit], y[:k.eval_limit]
+        m = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
+        s = torch.tensor((0.2023, 0.1994, 0.2010)).view(1, 3, 1, 1)
+        x = (x - m) / s
+        summary["student_acc"] = accuracy(S, x, y, device)
+        summary["teacher_acc"] = accuracy(T, x, y, device)
+    torch.save(S.state_dict(), out / "student.pt")
+    trainer.logger.summary(**summary)
+    return summary
+

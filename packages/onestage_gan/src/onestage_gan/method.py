@@ -1,0 +1,133 @@
+"""One-stage GAN training (spec §2.2–2.4, §2.8) and the two-stage baseline it is compared with.
+
+One stage: fake = G(z); x̃ = GradScale(fake, γ); L_D on (x_real, x̃); ONE backward gives D its exact
+gradient and G the gradient of L_G — γ ≡ −1 for symmetric losses (gradient reversal), per-sample
+γ_i = ℓ_g'(f_i)/ℓ_f'(f_i) for asymmetric ones (exact only if D has no cross-sample coupling).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .gradscale import ScaleSlot, grad_scale
+from .losses import GanLoss
+from .nets import CROSS_SAMPLE_LAYERS
+
+__all__ = ["cross_sample_layers", "check_exactness", "one_stage_step", "two_stage_step", "one_stage_grads",
+           "two_stage_grads", "clip_", "StepResult"]
+
+
+def cross_sample_layers(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, CROSS_SAMPLE_LAYERS)]
+
+
+def check_exactness(D: nn.Module, loss: GanLoss, policy: str = "refuse") -> None:
+    """Asymmetric one-stage needs f_i to depend on x_i only; BatchNorm in D breaks that (9 % G-gradient error)."""
+    if loss.symmetric or policy == "ignore":
+        return
+    bad = cross_sample_layers(D)
+    if not bad:
+        return
+    msg = (f"asymmetric loss '{loss.name}' in one stage needs a discriminator without cross-sample coupling, "
+           f"but D has BatchNorm at {bad[:3]}: use model.d_norm=gn (or ln/none), or bn_policy=warn to accept "
+           f"an approximate generator gradient")
+    if policy == "refuse":
+        raise ValueError(msg)
+    warnings.warn(msg, stacklevel=2)
+
+
+@dataclass
+class StepResult:
+    loss_d: torch.Tensor
+    loss_g: torch.Tensor
+
+
+def _d_logits(D, x_real, fake, d_forward):
+    if d_forward == "concat":  # the reference's WGAN script: one D pass, BN statistics mix real and fake
+        f = D(torch.cat([x_real, fake], 0))
+        return f[: x_real.shape[0]], f[x_real.shape[0]:]
+    return D(x_real), D(fake)
+
+
+def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: str, gamma_max: float):
+    slot = ScaleSlot()
+    fake = G(z)
+    f_real, f_fake = _d_logits(D, x_real, grad_scale(fake, slot), d_forward)
+    gamma = loss.gamma(f_fake, gamma_max)
+    slot.value = gamma
+    if form == "packed":  # the paper's presentation: same gradients as L_D (tested)
+        one_minus = 1 - gamma
+        denom = torch.where(one_minus.abs() < 1e-12, torch.full_like(gamma, 1e-12), one_minus)
+        l_total = loss.l_r(f_real).mean() + ((loss.l_f(f_fake) - loss.l_g(f_fake)) / denom).mean()
+    else:
+        l_total = loss.d_loss(f_real, f_fake)
+    l_total.backward()
+    with torch.no_grad():
+        return StepResult(loss.d_loss(f_real, f_fake).detach(), loss.g_loss(f_fake).detach())
+
+
+def clip_(D: nn.Module, c: float) -> None:
+    with torch.no_grad():
+        for p in D.parameters():
+            p.clamp_(-c, c)
+
+
+def one_stage_step(G, D, opt_G, opt_D, x_real, z, loss: GanLoss, d_forward: str = "separate",
+                   form: str = "simple", clip: float | None = None, gamma_max: float = 1e4) -> StepResult:
+    """One forward of G, D on real and (scaled) fake, one backward, both optimizers step."""
+    opt_D.zero_grad(set_to_none=True)
+    opt_G.zero_grad(set_to_none=True)  # both zeroed BEFORE the single backward (pitfall 6)
+    res = _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max)
+    opt_D.step()
+    opt_G.step()
+    if clip:
+        clip_(D, clip)
+    return res
+
+
+def two_stage_step(G, D, opt_G, opt_D, x_real, z_d, z_g, loss: GanLoss, clip: float | None = None) -> StepResult:
+    """The alternating baseline: D step on a detached fake, then a G step with fresh z through the updated D."""
+    with torch.no_grad():
+        fake = G(z_d)
+    loss_d = loss.d_loss(D(x_real), D(fake))
+    opt_D.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_D.step()
+    if clip:
+        clip_(D, clip)
+    loss_g = loss.g_loss(D(G(z_g)))
+    opt_G.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_G.step()
+    return StepResult(loss_d.detach(), loss_g.detach())
+
+
+def _grads(module):
+    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
+
+
+def one_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate", form="simple", gamma_max=1e4):
+    """(grads of G, grads of D) from one one-stage backward, without stepping."""
+    G.zero_grad(set_to_none=True)
+    D.zero_grad(set_to_none=True)
+    _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max)
+    return _grads(G), _grads(D)
+
+
+def two_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate"):
+    """The two stages' gradients at the SAME parameters and the SAME z (spec §2.4): ∇_D L_D, ∇_G L_G."""
+    G.zero_grad(set_to_none=True)
+    D.zero_grad(set_to_none=True)
+    f_real, f_fake = _d_logits(D, x_real, G(z).detach(), d_forward)
+    loss.d_loss(f_real, f_fake).backward()
+    gd = _grads(D)
+    G.zero_grad(set_to_none=True)
+    D.zero_grad(set_to_none=True)
+    _, f_fake = _d_logits(D, x_real, G(z), d_forward)
+    loss.g_loss(f_fake).backward()
+    gg = _grads(G)
+    D.zero_grad(set_to_none=True)
+    return gg, gd
