@@ -33,7 +33,7 @@ def test_init_overrides_xavier_and_bn():
     C = init_weights(Classifier(10, 3))
     fc = C.head[0].weight
     assert abs(float(fc.detach().std()) - 0.02) < 0.002  # Xavier on 4096->512 would give std ~0.033
-    assert float(C.head[0].bias.abs().max()) == 0
+    assert float(C.head[0].bias.detach().abs().max()) == 0
     G = init_weights(Generator(10, 3))
     bn2 = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
     w = torch.cat([m.weight for m in bn2])

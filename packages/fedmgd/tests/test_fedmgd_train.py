@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -138,11 +139,28 @@ def test_distributed_two_gloo_ranks_match_simulated(tiny_cfg, tmp_path, venv_bin
     cfg = tiny_cfg(out="dist")
     save_cfg(cfg, tmp_path / "dist.yaml")
     env = dict(os.environ, OMP_NUM_THREADS="1", TENFOLD_QUIET="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           "-m", "fedmgd.cli", "--config", str(tmp_path / "dist.yaml")]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
+    for _attempt in range(2):  # one retry: a port grabbed by another process on a shared machine aborts gloo
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+               "-m", "fedmgd.cli", "--config", str(tmp_path / "dist.yaml")]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if p.returncode == 0 or "error:" in p.stderr:
+            break
+    assert p.returncode == 0, p.stderr[:3000]
     dist_s = checkpoint.load(tmp_path / "dist" / "last.pt", "fedmgd")["state"]["stage2"]["S"]
     assert (tmp_path / "dist" / "last.rank1.pt").is_file()
     for k in sim:
         assert torch.allclose(sim[k], dist_s[k], atol=1e-6, rtol=0), k
+
+
+@pytest.mark.parametrize("method", ["fedprox", "scaffold", "fedlc", "local"])
+def test_baselines_run_and_learn_state(tiny_cfg, method):
+    cfg = tiny_cfg(f"fl.method={method}", "fl.rounds=2", out=method)
+    res = run(cfg, log=_quiet)
+    assert 0.0 <= res["final_test_acc"] <= 1.0 and res["rounds"] == 2
+    assert "stage1_iters" not in res  # baselines from scratch need no GAN stage
+    if method == "scaffold":
+        ck = checkpoint.load(cfg.out + "/last.pt", "fedmgd")["state"]["stage2"]
+        assert any(float(c.abs().sum()) > 0 for c in ck["c_global"])  # control variates moved

@@ -10,12 +10,13 @@ __all__ = ["DataConfig", "PartitionConfig", "ModelConfig", "GanConfig", "FLConfi
            "METHODS", "DATASETS"]
 
 METHODS = ("fedmgd", "fedavg", "fedprox", "scaffold", "fedlc", "local")
-DATASETS = ("mnist", "cifar10", "emnist", "fmnist", "svhn", "synthetic", "npz")
+DATASETS = ("mnist", "cifar10", "emnist", "fmnist", "svhn", "synthetic", "blobs", "npz")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | cifar10 | emnist | fmnist | svhn | synthetic (offline) | npz (data.path)
+    dataset: str = "mnist"  # mnist | cifar10 | emnist | fmnist | svhn | npz (data.path) | offline toys:
+    # blobs (position-coded blobs, the demo) | synthetic (tenfold's synthetic_shapes)
     path: str | None = None  # for dataset=npz: file with images (uint8 N,H,W[,C]), labels, optional test_*
     img_size: int = 32  # everything is resized to img_size x img_size and scaled to [-1, 1] (no augmentation)
     resize: str = "bicubic"  # bicubic (reference) | bilinear | nearest
@@ -25,7 +26,7 @@ class DataConfig:
     pool_size: int = 0  # >0: random subsample of the pool (CPU-scale runs)
     svhn_extra: bool = True  # SVHN: add the 'extra' split to the pool (reference)
     emnist_legacy_split: bool = False  # reference bug: EMNIST 'test' loaded from the train split (leaks)
-    synthetic_n: int = 3000  # dataset=synthetic: pool + test images generated offline
+    synthetic_n: int = 3000  # dataset=synthetic|blobs: pool images generated offline (+ n/5 test)
     num_classes: int = 0  # filled from the data set; set only for dataset=npz with absent classes
 
 

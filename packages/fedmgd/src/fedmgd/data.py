@@ -18,6 +18,22 @@ from .partition import local_split, make_partition
 __all__ = ["FederatedData", "load_arrays", "preprocess", "build_federated_data"]
 
 
+def blobs(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Offline toy set for the demo: class c is a bright blob near the c-th of 10 fixed positions, with
+    random jitter, radius, brightness and background noise (grayscale uint8 N x size x size)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    grid = np.array([(0.25 + 0.5 * (c % 2), 0.12 + 0.19 * (c // 2)) for c in range(10)]) * size
+    cx = grid[y, 0] + rng.normal(0, 0.6, n)
+    cy = grid[y, 1] + rng.normal(0, 0.6, n)
+    r = rng.uniform(1.2, 2.2, n)
+    yy, xx = np.mgrid[0:size, 0:size]
+    d2 = (xx[None] - cx[:, None, None]) ** 2 + (yy[None] - cy[:, None, None]) ** 2
+    img = rng.uniform(0.6, 1.0, n)[:, None, None] * np.exp(-d2 / (2 * r[:, None, None] ** 2))
+    img = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1)
+    return (img * 255).astype(np.uint8), y.astype(np.int64)
+
+
 def _tv_arrays(name: str, root: Path, train: bool, extra: bool = False):
     """EMNIST-letters / Fashion-MNIST / SVHN from the user's torchvision download under root."""
     from torchvision import datasets as tvd
@@ -41,6 +57,10 @@ def _tv_arrays(name: str, root: Path, train: bool, extra: bool = False):
 def load_arrays(dcfg, root: str | os.PathLike | None, seed: int = 42):
     """(train_x uint8 NHWC, train_y, test_x, test_y, num_classes) for the configured data set."""
     name = dcfg.dataset
+    if name == "blobs":
+        trx, tr_y = blobs(dcfg.synthetic_n, dcfg.img_size, seed)
+        tex, te_y = blobs(max(dcfg.synthetic_n // 5, 10), dcfg.img_size, seed + 1)
+        return trx, tr_y, tex, te_y, 10
     if name == "synthetic":
         n = dcfg.synthetic_n
         tr = tdata.synthetic_shapes(n, image_size=max(dcfg.img_size, 16), num_classes=10, seed=seed, channels=1)

@@ -100,10 +100,14 @@ class Stage2:
             self._order_cache = (epoch, epoch_order(self.cfg.seed, "stage2", epoch, self.max_n, self.device))
         return self._order_cache[1]
 
-    def _rows(self, t: int) -> list[torch.Tensor]:
+    def _rows(self, t: int, k: int) -> torch.Tensor:
+        """Client k's rows for local step t (only k's share is computed: O(1) in the number of clients)."""
         epoch, i = divmod(t, self.ipe)
         b = self.f.batch_size
-        return client_batch_indices(self._order(epoch)[i * b:(i + 1) * b], self.sizes, self.cfg.legacy_index_folding)
+        gidx = self._order(epoch)[i * b:(i + 1) * b]
+        if self.cfg.legacy_index_folding:
+            return client_batch_indices(gidx, self.sizes[:k + 1], True)[k]
+        return gidx % self.sizes[k]
 
     def _fail_now(self, rnd: int, k: int) -> bool:
         if k in self.injected.get(rnd + 1, ()):  # rounds are 1-based in logs and config
@@ -132,7 +136,7 @@ class Stage2:
         for s in range(self.steps):
             if fail and s == min(1, self.steps - 1):
                 raise ClientFailure(f"injected failure of client {k} in round {rnd + 1}")
-            r = self._rows(rnd * self.steps + s)[k]
+            r = self._rows(rnd * self.steps + s, k)
             logits = W(x[r])
             if counts is not None:
                 logits = fedlc_logits(logits, counts, f.fedlc_tau)
