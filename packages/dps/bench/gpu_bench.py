@@ -57,6 +57,9 @@ def throughput(args, dev, res):
     cfg = base_cfg(args.out + "/tp", dev, **{"data.use_rating": False})
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, node_dim=args.dim))
     prep = prepare(cfg, dev, stream)
+    if args.smoke:  # a few batches only: the script path is what a smoke run checks
+        prep.train = tuple(x[:600] for x in prep.train)
+        prep.val, prep.test = (tuple(x[:400] for x in prep.val), tuple(x[:400] for x in prep.test))
     csr = prep.csr
     k = 10
     g = torch.Generator().manual_seed(0)
@@ -76,7 +79,7 @@ def throughput(args, dev, res):
         s(src[:600], t[:600])
         sync(dev)
         t0 = time.perf_counter()
-        for b in range(0, min(src.numel(), 200 * 50), 200):
+        for b in range(0, min(src.numel(), 200 * (3 if args.smoke else 50)), 200):
             roots = torch.cat([src[b:b + 200], dst[b:b + 200], dst[b:b + 200].flip(0)])
             tt = torch.cat([t[b:b + 200]] * 3)
             nb, _, tn = s(roots, tt)  # layer 2 queries
