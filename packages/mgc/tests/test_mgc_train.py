@@ -135,3 +135,29 @@ def test_console_scripts_help(capsys):
             fn(["--help"])
         assert e.value.code == 0
     assert "--encoder" in capsys.readouterr().out
+
+
+def test_image_folder_pool_gives_views_and_correspondences(tmp_path):
+    """COCO/VOC/ADE20K are read as ImageFolder trees (user's download); tested on a generated tree."""
+    from PIL import Image
+
+    from mgc.config import DataConfig
+    from mgc.data import pretrain_images
+    from mgc.views import MGCViews, TwoViewBoxTransform
+
+    rng = torch.Generator().manual_seed(0)
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(3):
+            arr = torch.randint(0, 256, (40 + 10 * i, 64, 3), generator=rng, dtype=torch.uint8).numpy()
+            Image.fromarray(arr).save(tmp_path / "imgs" / c / f"{i}.png")
+    cfg = load(TrainConfig, None, TINY + [f"data.path={tmp_path / 'imgs'}", "data.dataset=image_folder",
+                                          "data.subset=4"])
+    base = pretrain_images(cfg.data)
+    assert len(base) == 4
+    item, _ = MGCViews(base, TwoViewBoxTransform(cfg.model, cfg.views, cfg.augment))[0]
+    assert item["view1"].shape == item["view2"].shape == (3, 16, 16) and item["view1"].dtype == torch.uint8
+    assert [len(c[0]) for c in item["corr"]] == [4, 2, 1]
+    with pytest.raises(Exception, match="not found"):
+        pretrain_images(load(TrainConfig, None, TINY + [f"data.path={tmp_path / 'nope'}",
+                                                        "data.dataset=image_folder"]).data)

@@ -17,10 +17,11 @@ __all__ = ["build_vit", "mlp_head", "MGC", "patch_tokens"]
 
 def build_vit(cfg: ModelConfig, drop_path: float | None = None) -> VisionTransformer:
     """ViT with qkv bias, LN eps 1e-6, CLS token (trunc-normal 0.02), frozen 2-D sin-cos positions."""
-    return VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
-                             depth=cfg.depth, num_heads=cfg.num_heads, qkv_bias=True,
-                             drop_path=cfg.drop_path if drop_path is None else drop_path, pos_embed="sincos",
-                             cls_token=True, num_classes=0, norm_eps=1e-6, cls_init_std=0.02)
+    vit = VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
+                            depth=cfg.depth, num_heads=cfg.num_heads, qkv_bias=True,
+                            drop_path=cfg.drop_path if drop_path is None else drop_path, pos_embed="sincos",
+                            cls_token=True, num_classes=0, norm_eps=1e-6, cls_init_std=0.02)
+    return vit
 
 
 def patch_tokens(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,9 @@ def build(cfg: TrainConfig, device: torch.device):
     from .data import pretrain_images
 
     model = MGC(cfg.model, cfg.loss).to(device)
-    if distributed.world_size() > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over all ranks' rows of a view
+    if distributed.world_size() > 1 and device.type == "cuda":
+        # BN over all ranks' rows of a view (SyncBN needs CUDA; gloo/CPU runs keep per-rank BN)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     o = cfg.optim
     world = distributed.world_size()
     if o.batch_size % world:
