@@ -1,4 +1,5 @@
-"""CPU benchmark: time (CPU seconds of this single-threaded process) per FedAvg/FedMGD-client round with 100 clients vs 10 clients at the same total
+"""CPU benchmark: time (CPU seconds of this single-threaded process) per federated round with 100 clients vs
+10 clients at the same total
 data and the same number of local steps in total (IID split, one local epoch). The serial engine runs one
 working model for every client, so the ratio should be close to 1 (per-client overhead only).
 
@@ -11,20 +12,19 @@ import statistics
 import time
 
 import torch
-
-from tenfold.bench import device_name, write_json
-from tenfold.config import load
-
 from fedmgd.config import FedMGDConfig
 from fedmgd.data import build_federated_data
 from fedmgd.engine import Comm, Streams
 from fedmgd.nets import build_models
 from fedmgd.stage2 import Stage2
+from tenfold.bench import device_name, write_json
+from tenfold.config import load
 
 
 def time_rounds(k: int, total: int, rounds: int) -> dict:
     cfg = load(FedMGDConfig, None, ["data.dataset=blobs", f"data.synthetic_n={total}", "data.img_size=16",
-                                    "data.test_size=10", "data.rest_of_test_in_pool=false", "partition.kind=iid", f"partition.num_clients={k}",
+                                    "data.test_size=10", "data.rest_of_test_in_pool=false", "partition.kind=iid",
+                                    f"partition.num_clients={k}",
                                     "partition.train_frac=1.0", "partition.min_size=1", "fl.method=fedavg",
                                     "fl.local_epochs=1", "fl.batch_size=32", "model.c_width1=16", "model.c_width2=32",
                                     "model.c_hidden=128", "device=cpu"])

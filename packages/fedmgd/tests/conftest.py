@@ -2,10 +2,8 @@ import os
 import sys
 
 import pytest
-
-from tenfold.config import load
-
 from fedmgd.config import FedMGDConfig
+from tenfold.config import load
 
 TINY = ["data.dataset=synthetic", "data.synthetic_n=300", "data.img_size=16", "data.test_size=40",
         "partition.num_clients=3", "partition.alpha=0.5", "partition.min_size=20", "partition.seed=0",

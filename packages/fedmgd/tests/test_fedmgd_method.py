@@ -1,13 +1,23 @@
 import math
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-
-from fedmgd.method import (client_batch_indices, client_generator_loss, discriminator_loss, fedlc_logits,
-                           fedprox_term, gan_lr_multiplier, r1_penalty, realistic_scores, route,
-                           routed_generator_loss, scaffold_control_update, server_enhance_step, weighted_average)
+from fedmgd.method import (
+    client_batch_indices,
+    client_generator_loss,
+    discriminator_loss,
+    fedlc_logits,
+    fedprox_term,
+    gan_lr_multiplier,
+    r1_penalty,
+    realistic_scores,
+    route,
+    routed_generator_loss,
+    scaffold_control_update,
+    server_enhance_step,
+    weighted_average,
+)
 from fedmgd.nets import SmallGenerator, init_weights
+from torch import nn
 
 
 class LinD(nn.Module):

@@ -1,8 +1,7 @@
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fedmgd.nets import Classifier, Discriminator, Generator, init_weights, n_params
+from torch import nn
 
 
 def test_parameter_counts_match_reference_table():

@@ -2,8 +2,7 @@ import math
 
 import numpy as np
 import pytest
-
-from fedmgd.partition import (classes_partition, dirichlet_partition, iid_partition, label_histogram, local_split)
+from fedmgd.partition import classes_partition, dirichlet_partition, iid_partition, label_histogram, local_split
 from tenfold.errors import DataError
 
 LABELS = np.repeat(np.arange(10), 1000)

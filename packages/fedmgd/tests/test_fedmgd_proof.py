@@ -20,15 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-from tenfold import checkpoint
-from tenfold.config import load
-
 from fedmgd.config import FedMGDConfig
 from fedmgd.data import build_federated_data
 from fedmgd.nets import build_models
 from fedmgd.stage2 import evaluate
 from fedmgd.train import run
+from tenfold import checkpoint
+from tenfold.config import load
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_cpu_proof.yaml"
 DATA = os.environ.get("TENFOLD_DATA")
@@ -99,7 +97,8 @@ def test_fedmgd_beats_fedavg_on_skewed_mnist(tmp_path):
     for k, (m, sd) in stats.items():
         print(f"{k:12s} final acc {100 * m:.1f} +- {100 * sd:.1f}  {[round(a, 3) for a in acc[k]]}")
     print(f"negative control (FedMGD, S from scratch, no warm-up): {neg['final_test_acc']:.3f}")
-    print(f"keep-rate first -> last: {[(round(r['keep_rate_first'], 3), round(r['keep_rate_last'], 3)) for r in res['mgd']]}")
+    keeps = [(round(r["keep_rate_first"], 3), round(r["keep_rate_last"], 3)) for r in res["mgd"]]
+    print(f"keep-rate first -> last: {keeps}")
     print(f"FedMGD - FedAvg(same init) = {100 * gap:.1f} points; seed spread (max std) {100 * spread:.1f}; "
           f"CPU {time.process_time() - t0:.0f}s")
 

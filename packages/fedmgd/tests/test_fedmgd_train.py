@@ -6,18 +6,15 @@ import sys
 
 import pytest
 import torch
-
-from tenfold import checkpoint
-from tenfold.config import save as save_cfg
-
+from conftest import TINY
 from fedmgd.cli import train_main
 from fedmgd.data import build_federated_data
 from fedmgd.engine import Comm, Streams
 from fedmgd.nets import build_models
 from fedmgd.stage1 import Stage1
 from fedmgd.train import run
-
-from conftest import TINY
+from tenfold import checkpoint
+from tenfold.config import save as save_cfg
 
 
 def _quiet(*a):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from tenfold.cli import base_parser, main_guard, parse_config
+
 from .config import METHODS, FedMGDConfig
 
 __all__ = ["train_main", "partition_main"]
@@ -39,7 +40,6 @@ def partition_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = parse_config(FedMGDConfig, args)
     import numpy as np
-
     from tenfold.meters import write_json
 
     from .data import build_pool

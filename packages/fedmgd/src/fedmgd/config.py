@@ -144,7 +144,7 @@ class FLConfig:
 class FaultConfig:
     client_timeout_s: float = 0.0  # >0: a client whose local work takes longer is dropped from the aggregate
     fail_prob: float = 0.0  # inject client failures with this probability per client and round (testing)
-    fail_clients: list[str] = field(default_factory=list)  # inject failures, "round:client" (1-based round), e.g. ["2:1"]
+    fail_clients: list[str] = field(default_factory=list)  # injected failures "round:client", 1-based round
 
 
 @dataclass

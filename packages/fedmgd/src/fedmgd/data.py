@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from tenfold import data as tdata
 from tenfold.errors import DataError
 
@@ -34,24 +33,60 @@ def blobs(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return (img * 255).astype(np.uint8), y.astype(np.int64)
 
 
-def _tv_arrays(name: str, root: Path, train: bool, extra: bool = False):
-    """EMNIST-letters / Fashion-MNIST / SVHN from the user's torchvision download under root."""
-    from torchvision import datasets as tvd
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST family, optionally .gz) as a numpy array."""
+    import gzip
 
-    try:
-        if name == "emnist":
-            ds = tvd.EMNIST(str(root), split="letters", train=train, download=False)
-            return ds.data.numpy(), ds.targets.numpy().astype(np.int64) - 1  # letters 1..26 -> 0..25
-        if name == "fmnist":
-            ds = tvd.FashionMNIST(str(root), train=train, download=False)
-            return ds.data.numpy(), ds.targets.numpy().astype(np.int64)
-        split = "extra" if extra else ("train" if train else "test")
-        ds = tvd.SVHN(str(root), split=split, download=False)
-        return np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), np.asarray(ds.labels, dtype=np.int64)
-    except (RuntimeError, FileNotFoundError) as e:
-        where = {"emnist": "EMNIST/raw", "fmnist": "FashionMNIST/raw", "svhn": "{train,test,extra}_32x32.mat"}[name]
-        raise DataError(f"{name} not found under {root} ({str(e).splitlines()[0]}); download it with torchvision "
-                        f"(expects {root}/{where}) or pass --data-root") from None
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(root: Path, names: list[str]) -> Path | None:
+    for n in names:
+        for cand in (root / n, root / (n + ".gz")):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _idx_pair(root: Path, folder: str, prefix: str, train: bool, what: str):
+    split = "train" if train else ("test" if folder == "EMNIST" else "t10k")
+    base = [root / folder / "raw", root / folder.lower(), root]
+    img = lab = None
+    for b in base:
+        img = _find(b, [f"{prefix}{split}-images-idx3-ubyte"])
+        lab = _find(b, [f"{prefix}{split}-labels-idx1-ubyte"])
+        if img and lab:
+            break
+    if not (img and lab):
+        raise DataError(f"{what} not found under {root}: expected {folder}/raw/{prefix}{split}-images-idx3-ubyte[.gz] "
+                        f"and -labels-idx1-ubyte[.gz]; download it with torchvision.datasets.{folder}(root, "
+                        f"download=True) or pass --data-root")
+    return read_idx(img), read_idx(lab).astype(np.int64)
+
+
+def _svhn(root: Path, split: str):
+    from scipy.io import loadmat
+
+    f = _find(root / "svhn", [f"{split}_32x32.mat"]) or _find(root, [f"{split}_32x32.mat"])
+    if f is None or f.suffix == ".gz":
+        raise DataError(f"SVHN {split} not found under {root}: expected svhn/{split}_32x32.mat (download it with "
+                        f"torchvision.datasets.SVHN(root, split='{split}', download=True)) or pass --data-root")
+    m = loadmat(str(f))
+    y = m["y"].reshape(-1).astype(np.int64)
+    return np.ascontiguousarray(m["X"].transpose(3, 0, 1, 2)), np.where(y == 10, 0, y)  # digit 0 is stored as 10
+
+
+def _user_arrays(name: str, root: Path, train: bool, extra: bool = False):
+    """EMNIST-letters / Fashion-MNIST / SVHN from the user's download (torchvision file layouts)."""
+    if name == "emnist":
+        x, y = _idx_pair(root, "EMNIST", "emnist-letters-", train, "EMNIST-letters")
+        return np.ascontiguousarray(x.transpose(0, 2, 1)), y - 1  # stored transposed; letters 1..26 -> 0..25
+    if name == "fmnist":
+        return _idx_pair(root, "FashionMNIST", "", train, "Fashion-MNIST")
+    return _svhn(root, "extra" if extra else ("train" if train else "test"))
 
 
 def load_arrays(dcfg, root: str | os.PathLike | None, seed: int = 42):
@@ -81,13 +116,13 @@ def load_arrays(dcfg, root: str | os.PathLike | None, seed: int = 42):
         tr, te = fn(root, train=True), fn(root, train=False)
         return tr.images, tr.labels, te.images, te.labels, 10
     r = tdata.data_root(root)
-    trx, tr_y = _tv_arrays(name, r, train=True)
+    trx, tr_y = _user_arrays(name, r, train=True)
     if name == "emnist" and dcfg.emnist_legacy_split:
         tex, te_y = trx, tr_y  # reference bug: "test" is the train split again (§3 step 5)
     else:
-        tex, te_y = _tv_arrays(name, r, train=False)
+        tex, te_y = _user_arrays(name, r, train=False)
     if name == "svhn" and dcfg.svhn_extra:
-        ex, ey = _tv_arrays(name, r, train=True, extra=True)
+        ex, ey = _user_arrays(name, r, train=True, extra=True)
         trx, tr_y = np.concatenate([trx, ex]), np.concatenate([tr_y, ey])
     return trx, tr_y, tex, te_y, 26 if name == "emnist" else 10
 

@@ -12,7 +12,6 @@ import hashlib
 
 import torch
 import torch.distributed as dist
-
 from tenfold import distributed
 
 __all__ = ["stream_seed", "Streams", "Comm"]

@@ -1,7 +1,7 @@
 """FedMGD as pure functions on tensors; section numbers refer to the spec (shared/specs/fedmgd.md)."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResBlock", "Generator", "Discriminator", "SmallGenerator", "SmallDiscriminator", "Classifier", "init_weights", "build_models", "n_params"]
+__all__ = ["ResBlock", "Generator", "Discriminator", "SmallGenerator", "SmallDiscriminator", "Classifier",
+           "init_weights", "build_models", "n_params"]
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from tenfold.errors import DataError
 
 __all__ = ["dirichlet_partition", "classes_partition", "iid_partition", "make_partition", "local_split",

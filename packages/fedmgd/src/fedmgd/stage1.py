@@ -6,12 +6,17 @@ import copy
 
 import torch
 import torch.nn.functional as F
-
 from tenfold.loop import assert_finite
 
 from .engine import Comm, Streams, stream_seed
-from .method import (client_batch_indices, client_generator_loss, discriminator_loss, gan_lr_multiplier,
-                     realistic_scores, route)
+from .method import (
+    client_batch_indices,
+    client_generator_loss,
+    discriminator_loss,
+    gan_lr_multiplier,
+    realistic_scores,
+    route,
+)
 
 __all__ = ["Stage1", "epoch_order"]
 
@@ -61,7 +66,8 @@ class Stage1:
 
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "opt_G": self.opt_G.state_dict(),
-                "D": {k: m.state_dict() for k, m in self.D.items()}, "C": {k: m.state_dict() for k, m in self.C.items()},
+                "D": {k: m.state_dict() for k, m in self.D.items()},
+                "C": {k: m.state_dict() for k, m in self.C.items()},
                 "opt_D": {k: o.state_dict() for k, o in self.opt_D.items()},
                 "opt_C": {k: o.state_dict() for k, o in self.opt_C.items()}, "route_counts": self.route_counts}
 

@@ -8,12 +8,17 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from tenfold.loop import assert_finite
 
 from .engine import Comm, Streams, stream_seed
-from .method import (client_batch_indices, fedlc_logits, fedprox_term, scaffold_control_update, scaffold_correct,
-                     server_enhance_step)
+from .method import (
+    client_batch_indices,
+    fedlc_logits,
+    fedprox_term,
+    scaffold_control_update,
+    scaffold_correct,
+    server_enhance_step,
+)
 from .stage1 import epoch_order
 
 __all__ = ["Stage2", "ClientFailure", "evaluate"]
@@ -175,7 +180,9 @@ class Stage2:
         t0 = time.perf_counter()
         chosen = set(self.participants(rnd))
         acc = {n: torch.zeros_like(v, dtype=torch.float64) for n, v in self.S.state_dict().items()}
-        dc_acc = [torch.zeros_like(p, dtype=torch.float64) for p in self.S.parameters()] if self.method == "scaffold" else None
+        dc_acc = None
+        if self.method == "scaffold":
+            dc_acc = [torch.zeros_like(p, dtype=torch.float64) for p in self.S.parameters()]
         weight, dropped, losses = 0.0, [], []
         for k in comm.local:
             if k not in chosen:

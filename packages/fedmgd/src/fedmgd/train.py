@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import torch
-
-from tenfold import checkpoint, config as config_mod, distributed
+from tenfold import checkpoint, distributed
+from tenfold import config as config_mod
 from tenfold.errors import CheckpointError, ConfigError
 from tenfold.meters import MetricLogger, progress, write_json
 from tenfold.runtime import seed_everything, select_device, set_deterministic
