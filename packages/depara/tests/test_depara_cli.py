@@ -199,3 +199,21 @@ def test_every_shipped_config_loads(name):
 
     cfg = load(DeparaConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert cfg.graph.attribution == "grad_input"
+
+
+def test_each_model_gets_its_own_normalisation_of_the_same_raw_probes():
+    from depara.config import DeparaConfig
+    from depara.graph import GraphOptions, build_graph
+    from depara.pipeline import model_graphs
+    from depara.zoo import TinyCNN, preprocess
+
+    torch.manual_seed(0)
+    raw = synthetic_factors(8, seed=2).images
+    m = TinyCNN(4, width=4).eval()
+    own = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    g = model_graphs(DeparaConfig(), {"m": (m, own)}, preprocess(raw), "cpu", raw=raw)["m"]
+    ref = build_graph(lambda x: m(x, return_features=True)[1], preprocess(raw, (0.5,) * 3, (0.25,) * 3),
+                      GraphOptions(), model=m)
+    assert torch.allclose(g.V, ref.V) and torch.allclose(g.E, ref.E)
+    default = build_graph(lambda x: m(x, return_features=True)[1], preprocess(raw), GraphOptions(), model=m)
+    assert not torch.allclose(g.V, default.V)

@@ -83,8 +83,8 @@ def score_main(argv=None) -> int:
         "Models: the zoo's (zoo_dir) or the files in score.models.", argv)
     t0 = time.time()
     models = zoo_models(cfg, device)
-    probes, _ = probe_tensor(cfg)
-    graphs = model_graphs(cfg, models, probes, device, cache_dir=out / "graphs")
+    probes, raw = probe_tensor(cfg)
+    graphs = model_graphs(cfg, models, probes, device, cache_dir=out / "graphs", raw=raw)
     t_graph = time.time() - t0
     names = list(graphs)
     mats = score_matrices(graphs, ties=cfg.score.spearman_ties)
@@ -122,7 +122,7 @@ def select_main(argv=None) -> int:
         "model) or the layers of one source (select.mode=layer) by S = S_V + lambda S_E, and evaluate the "
         "ranking against measured transfer next to node-only, edge-only, RSA and random scores.", argv)
     t0 = time.time()
-    probes, _ = probe_tensor(cfg)
+    probes, raw = probe_tensor(cfg)
     if cfg.select.mode == "layer":
         res = layer_selection(cfg, probes, device, zoo_dir(cfg))
         write_json(out / "layers.json", res)
@@ -139,7 +139,7 @@ def select_main(argv=None) -> int:
         return 0
     models = zoo_models(cfg, device)
     cache = zoo_dir(cfg) / "graphs" if (zoo_dir(cfg) / "graphs").is_dir() else out / "graphs"
-    graphs = model_graphs(cfg, models, probes, device, cache_dir=cache)
+    graphs = model_graphs(cfg, models, probes, device, cache_dir=cache, raw=raw)
     transfer = load_transfer(cfg)
     if cfg.select.target:
         targets = [cfg.select.target]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tenfold import checkpoint, runtime
+from tenfold.data.transforms import CIFAR10_MEAN, CIFAR10_STD
 from tenfold.errors import ConfigError, DataError
 from tenfold.meters import progress, write_json
 
@@ -24,7 +25,8 @@ def zoo_dir(cfg: DeparaConfig) -> Path:
     return Path(cfg.zoo_dir or cfg.out)
 
 
-def amp_for(device: torch.device):
+def amp_for(device: torch.device | str):
+    device = torch.device(device)
     return (lambda: runtime.autocast(device)) if device.type == "cuda" else None
 
 
@@ -80,6 +82,7 @@ def train_zoo(cfg: DeparaConfig, device: torch.device, resume: bool = False, poo
                                  lr=cfg.zoo.lr, seed=cfg.seed * 1000 + i, device=device,
                                  resume="auto" if resume else None, amp=amp_for(device), config=cfg)
         meta = {"task": task, "arch": cfg.zoo.arch, "width": cfg.zoo.width, "num_classes": TASKS[task].num_classes,
+                "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD),
                 "about": TASKS[task].about, "n_train": int(len(y)), "train_s": round(time.time() - t0, 2)}
         save_zoo_model(path, model, meta)
         info[task] = meta
@@ -178,12 +181,15 @@ def _folder_images(folder: Path, n: int, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def model_graphs(cfg: DeparaConfig, models: dict, probes: torch.Tensor, device, cache_dir: Path | None = None
-                 ) -> dict[str, Graph]:
-    """One graph per model on the shared probes, of its pooled representation; cached as <cache>/<name>.pt."""
+def model_graphs(cfg: DeparaConfig, models: dict, probes: torch.Tensor, device, cache_dir: Path | None = None,
+                 raw: np.ndarray | None = None) -> dict[str, Graph]:
+    """One graph per model on the shared probes, of its pooled representation; cached as <cache>/<name>.pt.
+
+    A model whose meta names its own input normalisation ('mean', 'std') gets the same raw probes (`raw`,
+    uint8 NHWC) normalised its way: same images and crops, each model's own preprocessing."""
     graphs = {}
     amp = amp_for(device)
-    for name, (model, _meta) in progress(list(models.items()), desc="graphs"):
+    for name, (model, meta) in progress(list(models.items()), desc="graphs"):
         path = cache_dir / f"{name}.pt" if cache_dir is not None else None
         if path is not None and path.is_file():
             g = load_graph(path)
@@ -191,7 +197,10 @@ def model_graphs(cfg: DeparaConfig, models: dict, probes: torch.Tensor, device, 
                                               for k in ("attribution", "channel_reduce", "center_features")):
                 graphs[name] = g
                 continue
-        g = build_graph(lambda x, m=model: m(x, return_features=True)[1], probes, cfg.graph, model=model,
+        x = probes
+        if raw is not None and "mean" in meta and "std" in meta:
+            x = preprocess(raw, tuple(meta["mean"]), tuple(meta["std"]))
+        g = build_graph(lambda x, m=model: m(x, return_features=True)[1], x, cfg.graph, model=model,
                         device=device, meta={"name": name}, amp=amp)
         if path is not None:
             save_graph(g, path)
