@@ -157,7 +157,7 @@ class FedMGDConfig(RunConfig):
     faults: FaultConfig = field(default_factory=FaultConfig)
     legacy_index_folding: bool = False  # reference loader bug (§5 quirk 0); default reads i mod n_k
     tf32: bool = True  # CUDA matmul/conv in TF32
-    amp: bool = False  # bf16 autocast on CUDA (off by default: the GAN's R1 double-backward is sensitive)
+    amp: bool = True  # bf16 autocast on CUDA in Stage 2 (Stage 1 stays fp32/TF32: R1's double backward); no-op on CPU
 
     def validate(self):
         if self.data.dataset not in DATASETS:

@@ -122,7 +122,7 @@ def server_enhance_step(S: nn.Module, opt: torch.optim.Optimizer, G: nn.Module, 
     S.train()
     if n_keep <= 1:
         return {"kept": n_keep, "loss": None, "stepped": False}
-    loss = F.cross_entropy(S(x[keep]), y[keep])
+    loss = F.cross_entropy(S(x[keep]).float(), y[keep])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

@@ -9,6 +9,7 @@ import time
 import torch
 import torch.nn.functional as F
 from tenfold.loop import assert_finite
+from tenfold.runtime import autocast
 
 from .engine import Comm, Streams, stream_seed
 from .method import (
@@ -142,7 +143,8 @@ class Stage2:
             if fail and s == min(1, self.steps - 1):
                 raise ClientFailure(f"injected failure of client {k} in round {rnd + 1}")
             r = self._rows(rnd * self.steps + s, k)
-            logits = W(x[r])
+            with autocast(self.device, self.cfg.amp):
+                logits = W(x[r]).float()
             if counts is not None:
                 logits = fedlc_logits(logits, counts, f.fedlc_tau)
             loss = F.cross_entropy(logits, y[r])
@@ -238,7 +240,7 @@ class Stage2:
     def server_update(self) -> dict:
         """§2.5 step 2: server_steps filtered synthetic CE steps on the aggregated S (same on every rank)."""
         kept, steps, losses = 0, 0, []
-        with self.streams.use("server"):
+        with self.streams.use("server"), autocast(self.device, self.cfg.amp):
             for _ in range(self.f.server_steps):
                 out = server_enhance_step(self.S, self.opt_S, self.G, self.fed.num_classes, self.f.gen_batch,
                                           self.cfg.model.n_z, self.device, self.f.filter, self.f.filter_eval_mode)
