@@ -27,8 +27,23 @@ Linear and fine-tune report both last-epoch and best-epoch test accuracy. encode
 when the checkpoint has one."""
 
 
+def _keys(schema) -> str:
+    """'key=default' for every config field, so --help shows what can be overridden."""
+    from tenfold.config import to_dict
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}={v}"
+
+    return "Config keys (defaults): " + ", ".join(flat(to_dict(schema())))
+
+
 def _train_parser():
     p = base_parser("patchmix-train", TRAIN_HELP)
+    p.epilog = f"{p.epilog} {_keys(PretrainConfig)}"
     p.add_argument("--steps", type=int, help="total optimizer steps (shortcut for optim.steps=N)")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many steps; resume later")
     return p
@@ -42,16 +57,14 @@ def train_main(argv: list[str] | None = None) -> int:
     cfg = parse_config(PretrainConfig, args)
     from .train import pretrain
 
-    resume = args.resume
-    if resume == "auto":
-        resume = "auto"
-    summary = pretrain(cfg, resume=resume, stop_at=args.stop_at)
+    summary = pretrain(cfg, resume=args.resume, stop_at=args.stop_at)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, default=str))
     return 0
 
 
 def _eval_parser():
     p = base_parser("patchmix-eval", EVAL_HELP)
+    p.epilog = f"{p.epilog} {_keys(EvalConfig)}"
     p.add_argument("--checkpoint", help="patchmix-train run directory or its last.pt (= checkpoint=PATH)")
     p.add_argument("--protocol", choices=["knn", "linear", "finetune"], help="= protocol=NAME")
     return p

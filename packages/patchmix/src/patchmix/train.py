@@ -180,7 +180,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None
                           f"lower optim.batch_size")
     total = cfg.optim.steps or max(1, round(cfg.optim.epochs * ipe))
     online, momentum = build_models(cfg.model, cfg.model.framework)
-    if world > 1:
+    if world > 1 and device.type == "cuda":  # SyncBatchNorm is CUDA-only; CPU/gloo runs keep per-process BN
         online = torch.nn.SyncBatchNorm.convert_sync_batchnorm(online)
         momentum = torch.nn.SyncBatchNorm.convert_sync_batchnorm(momentum) if momentum is not None else None
     online.to(device)
