@@ -2,9 +2,9 @@
 epochs, batch, neighbour budget and seed (D = 32, 1 layer, lr 1e-3, 3 epochs, configs/cpu-proof.yaml), TDS-only
 reported; unique-timestamp 70/15/15 split, fixed seeded test negatives.
 
-Calibration run (seed 0, 2-core CPU shared with other jobs; 60 s CPU-user, 266 s wall for this file):
-  ia_hypertext (all 20,818 events): test AUC  DPS 0.9265  TGAT-uniform 0.7514  TDS-only 0.8415  (gap +0.175)
-  ia_contact (first 10,000 events): test AUC  DPS 0.8002  TGAT-uniform 0.7034  TDS-only 0.7455  (gap +0.097)
+Calibration run (seed 0, 2-core CPU shared with other jobs; 56 s CPU-user, 343 s wall for this file):
+  ia_hypertext (all 20,818 events): test AUC  DPS 0.9276  TGAT-uniform 0.7514  TDS-only 0.8518  (gap +0.176)
+  ia_contact (first 10,000 events): test AUC  DPS 0.8102  TGAT-uniform 0.7034  TDS-only 0.7652  (gap +0.107)
   α median on ia_hypertext (nodes with ≥ 20 training events): high-repetition half 55.2, low half 32.1
 Thresholds (from the spec's plan): every arm ≥ 0.60 AUC on ia_hypertext, DPS ≥ TGAT-uniform − 0.01 on both.
 """
