@@ -192,3 +192,14 @@ def test_mix_determinism():
 def test_bad_patch_size_raises():
     with pytest.raises(ValueError, match="divide"):
         patch_mix(torch.randn(4, 3, 30, 30), 2, 4)
+
+
+def test_mixer_and_targets_share_the_cyclic_convention():
+    # pitfall 3: the sources the mixer used for image i are exactly the non-zero columns of Y_mo[i]
+    for m in (2, 3):
+        x = coded_batch(6, 4, 4, 2)
+        out, _ = patch_mix(x, m, 2, generator=torch.Generator().manual_seed(m))
+        sources = [set((codes_of(out, 2)[i] // 100).tolist()) for i in range(6)]
+        _, y_mo, _ = soft_targets(6, m)
+        for i in range(6):
+            assert sources[i] == set(torch.nonzero(y_mo[i]).flatten().tolist())

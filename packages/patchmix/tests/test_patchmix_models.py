@@ -182,3 +182,28 @@ def test_baselines_run():
         step, _, _ = make_step(tiny_cfg(f"loss.objective={obj}"))
         out = step((images(), None), LoopState(step=0))
         assert torch.isfinite(out["loss"]) and "l_m2o" not in out
+
+
+def test_one_m_per_step_reaches_every_mix_and_target(monkeypatch):
+    # pitfall 4 / quirk Q6: with a list of m values, both views, all local crops and all targets use one m
+    import patchmix.train as tr
+
+    seen_mix, seen_targets = [], []
+    real_mix, real_targets = tr.patch_mix, tr.soft_targets
+    monkeypatch.setattr(tr, "patch_mix", lambda x, m, p, g: (seen_mix.append(m), real_mix(x, m, p, g))[1])
+    monkeypatch.setattr(tr, "soft_targets",
+                        lambda n, m, *a, **k: (seen_targets.append(m), real_targets(n, m, *a, **k))[1])
+    cfg = tiny_cfg("aug.local_crops=2", "aug.local_size=16", "mix.mix_num=[2,3,4]")
+    step, _, _ = make_step(cfg)
+    for s in range(4):
+        seen_mix.clear(), seen_targets.clear()
+        out = step.compute(images(), s, 0.2)
+        assert len(seen_mix) == 4 and len(set(seen_mix)) == 1  # x1, x2 and the 2 local crops
+        assert set(seen_targets) - {1} == {seen_mix[0]} == {int(out["m"])}
+
+
+def test_lr_scales_with_global_batch_and_pos_embed_is_learned():
+    step, online, _ = make_step(tiny_cfg("optim.base_lr=1e-3", "optim.batch_size=512"))
+    assert step.lr_eff == pytest.approx(1e-3 * 512 / 256)  # pitfall 10
+    vit = online.backbone
+    assert vit.pos_embed.requires_grad and vit.patch_embed.weight.requires_grad  # pitfall 8: learned, not frozen

@@ -32,6 +32,9 @@ def test_resume_is_bitwise_exact(tmp_path):
     assert (tmp_path / "a" / "config.yaml").is_file() and (tmp_path / "a" / "backbone.pt").is_file()
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["final_m"] == 2.0
+    from patchmix.evaluate import load_pretrained
+
+    assert load_pretrained(str(tmp_path / "a"))[2] == "momentum"  # pitfall 11: the momentum encoder by default
 
 
 def test_unknown_key_and_wrong_type(tmp_path, capsys):
@@ -104,3 +107,8 @@ def test_every_config_loads(path):
     cfg = config_mod.load(schema, path)
     if schema is PretrainConfig and "tiny_cpu" not in path.name and path.name != "demo.yaml":
         assert cfg.seed == 7 and cfg.loss.temp == 0.2 and cfg.mix.mix_num == [2]
+        assert tuple(cfg.aug.mean) == (0.485, 0.456, 0.406) and cfg.aug.blur_p[0] == 1.0
+        if "cifar" in path.name:  # pitfall 12: patch 2, no multi-crop, scale (0.1, 1)
+            assert cfg.model.patch_size == 2 and cfg.aug.local_crops == 0 and tuple(cfg.aug.global_scale) == (0.1, 1)
+        else:
+            assert cfg.model.patch_size == 16 and cfg.aug.local_crops == 8
