@@ -11,13 +11,11 @@ import os
 from pathlib import Path
 
 import torch
-
-from tenfold.bench import device_name, time_it, write_json
-from tenfold.nets import create, load_teacher
-
 from mosaickd.game import MosaicGame
 from mosaickd.method import student_kd_loss
 from mosaickd.nets import NORMALIZE_DICT, Normalizer, PatchDiscriminator, UpsampleGenerator
+from tenfold.bench import device_name, time_it, write_json
+from tenfold.nets import create, load_teacher
 
 MODELS = Path(os.environ.get("TENFOLD_MODELS") or Path(__file__).resolve().parents[3].parent / "shared" / "models")
 TEACHER = MODELS / "cifar10_animals6_wrn40_2.pt"

@@ -13,18 +13,22 @@ export TENFOLD_DATA="${TENFOLD_DATA:-$ROOT/../shared/data}" TENFOLD_QUIET=1
 TEACHER="${TEACHER:-$ROOT/../shared/models/cifar10_animals6_wrn40_2.pt}"
 ITERS="${ITERS:-600}"            # outer iterations per MosaicKD arm (x5 student steps)
 STEPS=$((ITERS * 5))
+DEVICE="${DEVICE:-cuda}"         # DEVICE=cpu ITERS=4 TP_ARGS="--device cpu --batch 4 --warmup 1 --iters 2" \
+TP_ARGS="${TP_ARGS:-}"           #   MK_EXTRA="train.batch_size=4 data.test_per_class=10" KD_EXTRA="batch_size=8
+read -r -a MK_EXTRA <<< "${MK_EXTRA:-}"  #   data.test_per_class=10" bash bench/gpu.sh: a CPU smoke test
+read -r -a KD_EXTRA <<< "${KD_EXTRA:-}"
 mkdir -p "$OUT"
-python bench/gpu_throughput.py --json "$OUT/throughput.json" | tee "$OUT/throughput.txt"
-COMMON=(-c configs/animals6_vehicles.yaml model.teacher="$TEACHER" --device cuda)
+python bench/gpu_throughput.py $TP_ARGS --json "$OUT/throughput.json" | tee "$OUT/throughput.txt"
+COMMON=(-c configs/animals6_vehicles.yaml model.teacher="$TEACHER" --device "$DEVICE" "${MK_EXTRA[@]}")
 mosaickd-train "${COMMON[@]}" --out "$OUT/mosaickd" train.iters=$ITERS train.eval_every=$((ITERS / 4))
-mosaickd-kd -c configs/animals6_vehicles_kd.yaml model.teacher="$TEACHER" --device cuda --out "$OUT/kd" \
-  steps=$STEPS eval_every=$((STEPS / 4)) batch_size=256
+mosaickd-kd -c configs/animals6_vehicles_kd.yaml model.teacher="$TEACHER" --device "$DEVICE" --out "$OUT/kd" \
+  steps=$STEPS eval_every=$((STEPS / 4)) batch_size=256 "${KD_EXTRA[@]}"
 mosaickd-train "${COMMON[@]}" --out "$OUT/datafree" train.iters=$ITERS train.eval_every=$((ITERS / 4)) \
   loss.local=0 train.kd_use_ood=false
-mosaickd-train -c configs/animals6_vehicles_mnist.yaml model.teacher="$TEACHER" --device cuda \
-  --out "$OUT/mosaickd_mnist" train.iters=$ITERS train.eval_every=$((ITERS / 4))
-mosaickd-kd -c configs/animals6_vehicles_kd.yaml model.teacher="$TEACHER" --device cuda --out "$OUT/kd_mnist" \
-  'data.ood=[cifar10,mnist]' steps=$STEPS eval_every=$((STEPS / 4)) batch_size=256
+mosaickd-train -c configs/animals6_vehicles_mnist.yaml model.teacher="$TEACHER" --device "$DEVICE" \
+  --out "$OUT/mosaickd_mnist" train.iters=$ITERS train.eval_every=$((ITERS / 4)) "${MK_EXTRA[@]}"
+mosaickd-kd -c configs/animals6_vehicles_kd.yaml model.teacher="$TEACHER" --device "$DEVICE" --out "$OUT/kd_mnist" \
+  'data.ood=[cifar10,mnist]' steps=$STEPS eval_every=$((STEPS / 4)) batch_size=256 "${KD_EXTRA[@]}"
 python - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]

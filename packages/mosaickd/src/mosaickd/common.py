@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from tenfold import config as config_mod
 from tenfold import distributed, runtime
+from tenfold.checkpoint import load_module_state
 from tenfold.data.root import cache_dir
 from tenfold.errors import CheckpointError, ConfigError
 from tenfold.eval import topk_accuracy
-from tenfold.checkpoint import load_module_state
 from tenfold.nets import load_teacher, teacher_meta
 from torch import nn
 

@@ -29,7 +29,8 @@ from tenfold.errors import ConfigError, DataError
 
 from .nets import NORMALIZE_DICT, Normalizer
 
-__all__ = ["ImageSet", "load_split", "normalizer_for", "crop_flip", "patch_shuffle", "BatchStream", "DATA_SEED", "KNOWN"]
+__all__ = ["ImageSet", "load_split", "normalizer_for", "crop_flip", "patch_shuffle", "BatchStream", "DATA_SEED",
+           "KNOWN"]
 
 DATA_SEED = 0  # pools and evaluation subsets are fixed whatever the run seed, so arms compare on equal data
 KNOWN = ("cifar10", "cifar100", "mnist", "svhn", "stl10", "shapes", "imagenet32", "places365_32", "folder:<dir>")
