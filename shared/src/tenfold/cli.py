@@ -10,15 +10,23 @@ from typing import Callable
 from . import config as config_mod
 from .errors import TenfoldError
 
-__all__ = ["base_parser", "parse_config", "main_guard"]
+__all__ = ["base_parser", "parse_config", "main_guard", "HelpFormatter"]
 
 EPILOG = ("Any config field can be overridden as KEY=VALUE with dotted keys, e.g. optim.lr=0.05 "
           "model.depth=6. Unknown keys and wrong types are rejected with the closest valid key.")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' only where there is a default worth showing."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is argparse.SUPPRESS or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def base_parser(prog: str, description: str, config_required: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--config", "-c", required=config_required,
                    help="YAML config file (see the package's configs/); defaults apply to missing keys")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
