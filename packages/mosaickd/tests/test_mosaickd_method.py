@@ -12,6 +12,7 @@ from mosaickd.method import (
     align_loss,
     balance_loss,
     bn_stats_loss,
+    datafree_generator_loss,
     discriminator_loss,
     generator_loss,
     kldiv,
@@ -316,3 +317,32 @@ def test_local_zero_removes_discriminator():
     assert game.D is None and "discriminator" not in game.stateful()
     m = game.outer_step(torch.randn(4, 3, 16, 16), lambda: (torch.randn(4, 3, 16, 16), None))
     assert "d_loss" not in m and m["g_local"] == 0.0
+
+
+def test_datafree_generator_loss_values():
+    t = torch.zeros(4, 10)  # uniform teacher: CE with its own argmax = ln 10, sum pbar log10 pbar = -1
+    total, terms = datafree_generator_loss(t, t.clone(), None, adv=1.0, oh=1.0, ie=20.0, bn=1.0)
+    assert terms["oh"].item() == pytest.approx(math.log(10), abs=1e-5)
+    assert terms["ie"].item() == pytest.approx(-1.0, abs=1e-6)
+    assert terms["adv"].item() == pytest.approx(0.0, abs=1e-6) and terms["bn"].item() == 0.0
+    assert total.item() == pytest.approx(math.log(10) - 20.0, abs=1e-4)
+
+
+def test_entropy_and_balance_signs_pitfall6():
+    """Descending L_align sharpens every prediction; descending L_balance spreads the batch over classes."""
+    torch.manual_seed(0)
+    logits = (torch.randn(8, 5) * 0.1).requires_grad_(True)
+    logits.data[:, 0] += 2.0  # a batch leaning on class 0
+    for loss_fn, check in ((align_loss, "sharper"), (balance_loss, "spread")):
+        x = logits.detach().clone().requires_grad_(True)
+        ent0 = -(x.softmax(1) * x.log_softmax(1)).sum(1).detach()
+        marg0 = x.softmax(1).mean(0).detach()
+        loss_fn(x).backward()
+        y = (x - 1.0 * x.grad).detach()
+        ent1 = -(y.softmax(1) * y.log_softmax(1)).sum(1)
+        marg1 = y.softmax(1).mean(0)
+        if check == "sharper":
+            assert (ent1 < ent0).all()
+        else:
+            h = lambda m: -(m * m.log()).sum()  # noqa: E731
+            assert h(marg1) > h(marg0) and marg1[0] < marg0[0]

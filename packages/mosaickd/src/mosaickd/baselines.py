@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tenfold.data import data_root
 from tenfold.errors import ConfigError
 from tenfold.loop import Trainer, assert_finite
@@ -31,7 +30,7 @@ from .common import (
 from .config import KDConfig
 from .data import DATA_SEED, BatchStream
 from .game import cosine, frozen
-from .method import BNStatsHook, bn_stats_loss, kldiv, pseudo_label_ce, student_kd_loss
+from .method import BNStatsHook, datafree_generator_loss, student_kd_loss
 from .nets import UpsampleGenerator, build_classifier
 
 __all__ = ["balanced_indices", "DataFreeGame", "run_kd"]
@@ -72,11 +71,7 @@ class DataFreeGame:
         x = self.synthesize(batch_size)
         with frozen(self.S), autocast(self.device, self.amp):
             t, s = self.T(x).float(), self.S(x).float()
-        p_bar = F.softmax(t, 1).mean(0)
-        terms = {"adv": -kldiv(s, t), "oh": pseudo_label_ce(t),
-                 "ie": torch.special.xlogy(p_bar, p_bar).sum() / np.log(10.0),
-                 "bn": bn_stats_loss(self.hooks) if self.hooks else t.new_zeros(())}
-        loss_g = sum(self.w[k] * v for k, v in terms.items())
+        loss_g, terms = datafree_generator_loss(t, s, self.hooks, **self.w)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = ["kldiv", "patch_bce_sum", "discriminator_loss", "local_loss", "entropy", "align_loss",
            "balance_loss", "adv_loss", "GeneratorLoss", "generator_loss", "student_kd_loss",
-           "select_high_entropy", "BNStatsHook", "bn_stats_loss", "pseudo_label_ce"]
+           "select_high_entropy", "BNStatsHook", "bn_stats_loss", "pseudo_label_ce", "datafree_generator_loss"]
 
 
 def kldiv(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
@@ -125,6 +125,19 @@ def select_high_entropy(images: torch.Tensor, teacher: Callable[[torch.Tensor], 
     h = torch.cat(ents)
     order = torch.sort(h, descending=True, stable=True).indices
     return order[:k]
+
+
+def datafree_generator_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
+                            hooks: list | None = None, *, adv: float = 1.0, oh: float = 1.0, ie: float = 20.0,
+                            bn: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """kd_datafree.py (DFQ-style) generator loss, spec §2.7:
+    -adv KL(T||S) + oh CE(T, argmax T) + ie sum_c pbar_c log10 pbar_c + bn (BN-statistics distance)."""
+    p_bar = F.softmax(teacher_logits, dim=1).mean(0)
+    terms = {"adv": -kldiv(student_logits, teacher_logits), "oh": pseudo_label_ce(teacher_logits),
+             "ie": torch.special.xlogy(p_bar, p_bar).sum() / math.log(10.0),
+             "bn": bn_stats_loss(hooks) if hooks else teacher_logits.new_zeros(())}
+    weights = {"adv": adv, "oh": oh, "ie": ie, "bn": bn}
+    return sum(weights[k] * v for k, v in terms.items()), terms
 
 
 class BNStatsHook:
