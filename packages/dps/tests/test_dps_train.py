@@ -158,3 +158,22 @@ def test_node_task_on_frozen_encoder(tmp_path, capsys):
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "node" / "summary.json").read_text())
     assert s["test_auc"] > 0.7, s
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    from dps import train as train_mod
+
+    run = tmp_path / "run"
+    assert call(capsys, "train_main", "--out", str(run), *TINY, "model.name=tgat", "train.epochs=1").returncode == 0
+    good = (run / "last.pt").read_bytes()
+    monkeypatch.setattr(train_mod, "bce_loss", lambda p, n: (p.sum() + n.sum()) * float("nan"))
+    line = one_error_line(call(capsys, "train_main", "--out", str(run), *TINY, "model.name=tgat",
+                               "train.epochs=2", "--resume"))
+    assert "loss became nan" in line and "last good checkpoint" in line
+    assert (run / "last.pt").read_bytes() == good
+
+
+def test_inductive_setting_and_quantile_split(tmp_path):
+    s = train_link(tiny_cfg(tmp_path, "model.name=tgat", "train.epochs=1", "data.setting=inductive",
+                            "data.split=quantile", "data.new_node_frac=0.3"), log=quiet)
+    assert 0 <= s["inductive_test_auc"] <= 1 and s["counts"]["train"] > 0
