@@ -179,3 +179,20 @@ def test_gas_logits_match_the_attention_module():
         k_in = torch.cat([enc.node_emb(nb), enc.edge_feat[e], enc.time_enc(t_star[:, None] - ts)], -1)
         ref = a.logits(a.query(enc.node_emb(nodes), phi0), k_in, ~valid)[:, 0]
     assert torch.allclose(fast[valid], ref[valid], atol=1e-4)
+
+
+def test_pyg_subgraph_feeds_a_pyg_layer():
+    from dps.samplers import pyg_subgraph
+    from torch_geometric.nn import SAGEConv
+
+    src, dst, t = random_stream(ties=False)
+    csr = TemporalCSR(src, dst, t, 20)
+    roots, qt = torch.tensor([3, 5, 3]), torch.full((3,), float(t[150]), dtype=torch.float64)
+    n_id, edge_index, e_id, te = pyg_subgraph(RecentSampler(csr, 4), roots, qt)
+    assert torch.equal(n_id[:2], torch.tensor([3, 5]))  # roots first, deduplicated
+    nb, e, ts = RecentSampler(csr, 4)(roots, qt)
+    assert edge_index.shape[1] == int((nb != 0).sum()) == e_id.numel()
+    assert torch.equal(n_id[edge_index[0]], nb[nb != 0]) and (te < float(t[150])).all()
+    assert torch.equal(n_id[edge_index[1]], roots[:, None].expand_as(nb)[nb != 0])
+    out = SAGEConv(8, 4)(torch.randn(n_id.numel(), 8), edge_index)
+    assert out.shape == (n_id.numel(), 4)

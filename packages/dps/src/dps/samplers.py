@@ -18,7 +18,7 @@ from tenfold.errors import DataError
 
 from .tcsr import TemporalCSR
 
-__all__ = ["UniformSampler", "RecentSampler", "TimeDecaySampler", "TableSampler", "build_sampler"]
+__all__ = ["UniformSampler", "RecentSampler", "TimeDecaySampler", "TableSampler", "build_sampler", "pyg_subgraph"]
 
 
 def _head(csr: TemporalCSR, nodes, r, k):
@@ -171,3 +171,33 @@ def build_sampler(kind: str, csr: TemporalCSR, k: int, **kw):
     if kind == "gas":
         return TableSampler(csr, k, **kw)
     raise ValueError(f"unknown sampler {kind!r}")
+
+
+def pyg_subgraph(sampler, nodes: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
+    """One hop of any sampler as a PyG-style subgraph (like `torch_geometric.loader` outputs):
+    returns (n_id, edge_index, e_id, t_edge) where n_id lists the global ids (roots first, then new
+    neighbours), edge_index [2, M] holds local (neighbour -> root) indices, e_id the global edge ids and t_edge
+    the neighbour-event times; padding is dropped. Feed it to any PyG message-passing layer."""
+    nb, e, ts = sampler(nodes, t, generator)
+    nodes = nodes.to(nb.device).long()
+    keep = nb != 0
+    rows = torch.arange(nodes.numel(), device=nb.device)[:, None].expand_as(nb)[keep]
+    n_id, inv = torch.unique(torch.cat([nodes, nb[keep]]), return_inverse=True)
+    # order: roots first (in their given order), then the other neighbours
+    is_root = torch.zeros(n_id.numel(), dtype=torch.bool, device=nb.device)
+    is_root[inv[: nodes.numel()]] = True
+    order = torch.cat([_first_seen(inv[: nodes.numel()]),
+                       torch.nonzero(~is_root).squeeze(1)])
+    remap = torch.empty_like(order)
+    remap[order] = torch.arange(order.numel(), device=nb.device)
+    local = remap[inv]
+    edge_index = torch.stack([local[nodes.numel():], local[rows]])
+    return n_id[order], edge_index, e[keep], ts[keep]
+
+
+def _first_seen(x: torch.Tensor) -> torch.Tensor:
+    """Unique values of x in order of first appearance."""
+    uniq, inv = torch.unique(x, return_inverse=True)
+    first = torch.full((uniq.numel(),), x.numel(), dtype=torch.long, device=x.device)
+    first.scatter_reduce_(0, inv, torch.arange(x.numel(), device=x.device), reduce="amin")
+    return uniq[torch.argsort(first)]
