@@ -13,6 +13,30 @@ DATA_HELP = ("Data sets by name: cifar10, cifar100, mnist, svhn, stl10, shapes (
              "data.in_domain_classes=[2,3,4,5,6,7] model.teacher=PATH model.student=wrn16_1")
 
 
+def _keys(schema) -> str:
+    """Every config key with its default, for --help (the meanings: README's configuration table)."""
+    import dataclasses
+
+    from tenfold.config import to_dict
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}={v}"
+
+    return "Config keys (defaults): " + " ".join(flat(to_dict(schema()))) if dataclasses.is_dataclass(schema) else ""
+
+
+def _parser(prog, description, schema):
+    p = base_parser(prog, description)
+    p.epilog = (p.epilog or "") + " " + _keys(schema)
+    p.add_argument("--stop-at", type=int, help="stop after this many steps / outer iterations (checkpointed; "
+                   "continue with --resume)")
+    return p
+
+
 def _resume(args, cfg):
     return args.resume  # None, "auto" (= <out>/last.pt if present), a checkpoint file or a run directory
 
@@ -23,11 +47,10 @@ def _finish(summary: dict) -> None:
 
 @main_guard
 def train(argv=None) -> None:
-    p = base_parser("mosaickd-train", "MosaicKD: distil a frozen teacher into a student from out-of-domain data. "
+    p = _parser("mosaickd-train", "MosaicKD: distil a frozen teacher into a student from out-of-domain data. "
                     "A generator mosaics OOD patches (patch discriminator, 10x10 receptive field) into images the "
                     "teacher finds in-domain, and is pushed towards student-teacher disagreement; the student "
-                    "learns from synthetic + OOD images. " + DATA_HELP)
-    p.add_argument("--stop-at", type=int, help="stop after this many outer iterations (checkpointed; resume later)")
+                    "learns from synthetic + OOD images. " + DATA_HELP, MosaicConfig)
     args = p.parse_intermixed_args(argv)  # overrides may follow options
     cfg = parse_config(MosaicConfig, args)
     from .train import run_mosaic
@@ -37,10 +60,10 @@ def train(argv=None) -> None:
 
 @main_guard
 def kd(argv=None) -> None:
-    p = base_parser("mosaickd-kd", "Baselines at the same teacher/student/data: method=vanilla (KD on the OOD "
+    p = _parser("mosaickd-kd", "Baselines at the same teacher/student/data: method=vanilla (KD on the OOD "
                     "images, tau 5), balanced (OOD resampled to balance the teacher's pseudo-labels), datafree "
-                    "(DFQ-style generator; DFAD with datafree.oh=0 datafree.ie=0 datafree.bn=0). " + DATA_HELP)
-    p.add_argument("--stop-at", type=int, help="stop after this many steps (checkpointed; resume later)")
+                    "(DFQ-style generator; DFAD with datafree.oh=0 datafree.ie=0 datafree.bn=0). " + DATA_HELP,
+                KDConfig)
     args = p.parse_intermixed_args(argv)  # overrides may follow options
     cfg = parse_config(KDConfig, args)
     from .baselines import run_kd
@@ -50,9 +73,9 @@ def kd(argv=None) -> None:
 
 @main_guard
 def teacher(argv=None) -> None:
-    p = base_parser("mosaickd-teacher", "Train a teacher on a data set or class subset (teacher.dataset, "
-                    "teacher.classes, teacher.arch); writes <out>/teacher.pt + teacher.json for model.teacher.")
-    p.add_argument("--stop-at", type=int, help="stop after this many steps (checkpointed; resume later)")
+    p = _parser("mosaickd-teacher", "Train a teacher on a data set or class subset (teacher.dataset, "
+                    "teacher.classes, teacher.arch); writes <out>/teacher.pt + teacher.json for model.teacher.",
+                TeacherConfig)
     args = p.parse_intermixed_args(argv)  # overrides may follow options
     cfg = parse_config(TeacherConfig, args)
     from .teacher import run_teacher
