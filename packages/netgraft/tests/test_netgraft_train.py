@@ -1,6 +1,4 @@
 """Few-shot sampler, training loop resume, selection policy and bad input."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -91,9 +89,26 @@ def test_selection_policies(mini_teacher_path, tmp_path):
     assert s["select"] == "best_on_val" and s["selected_epoch"] in (0, 1)
 
 
+class _Result:
+    def __init__(self, returncode, stderr):
+        self.returncode, self.stderr = returncode, stderr
+
+
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "import sys; from netgraft.cli import train; train(sys.argv[1:])",
-                           *args], capture_output=True, text=True)
+    """netgraft-train in-process (argv as the shell passes it); SystemExit carries the exit code."""
+    import contextlib
+    import io
+
+    from netgraft.cli import train
+
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            train(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return _Result(code, err.getvalue())
 
 
 def test_cli_bad_input(mini_teacher_path, tmp_path):

@@ -18,7 +18,7 @@ from .config import NetGraftConfig
 from .method import Student, build_units, merge_adapters
 from .models import build_student, build_teacher, partition
 from .teacher import TeacherConfig, train_teacher
-from .train import check_method, run
+from .train import check_method, run, test_subset
 
 
 @main_guard
@@ -63,7 +63,7 @@ def evaluate(argv: list[str] | None = None) -> None:
     p.add_argument("student", help="<run dir> or <run dir>/student.pt written by netgraft-train")
     p.add_argument("--data-root", help="data directory (default: $TENFOLD_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images (0 = all)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate on a fixed random subset of N test images (0 = all)")
     p.add_argument("--no-merge", action="store_true", help="skip the merged-student evaluation")
     args = p.parse_args(argv)
     from tenfold.runtime import select_device
@@ -79,8 +79,9 @@ def evaluate(argv: list[str] | None = None) -> None:
     mean, std = ((transforms.CIFAR10_MEAN, transforms.CIFAR10_STD) if d.name != "cifar100"
                  else ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)))
     x, y = te.tensors()
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    idx = test_subset(len(x), args.limit)
+    if idx is not None:
+        x, y = x[idx], y[idx]
     x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
     def acc(m):

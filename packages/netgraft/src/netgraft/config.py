@@ -33,7 +33,7 @@ class DataConfig:
     val_per_class: int = 0  # held out of the n shots for select=best_on_val (unlabeled: teacher agreement)
     augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
     cache_prefix: bool = False  # with augment in {flip, none}: cache the frozen prefix and teacher logits
-    test_limit: int = 0  # evaluate on the first N test images (0 = all)
+    test_limit: int = 0  # evaluate on a fixed random subset of N test images (0 = all)
     synthetic_train: int = 3000
     synthetic_test: int = 1000
     image_size: int = 32

@@ -84,10 +84,18 @@ class Setup:
     std: tuple
 
 
+def test_subset(n_total: int, limit: int) -> torch.Tensor | None:
+    """A fixed random subset of the test set (the CIFAR-10 pack is sorted by class: never take the first N)."""
+    if not limit or limit >= n_total:
+        return None
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+
+
 def _normalised(ds, mean, std, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = ds.tensors()
-    if limit:
-        x, y = x[:limit], y[:limit]
+    idx = test_subset(len(x), limit)
+    if idx is not None:
+        x, y = x[idx], y[idx]
     m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     return (x - m) / s, y
 
