@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-from tenfold.bench import device_name, peak_memory, time_it, write_json
-from tenfold.runtime import select_device
-
 from aps.config import ModelConfig, OptimConfig
 from aps.model import ARCHS, APSModel, build_backbone
 from aps.train import build_optimizer, pretrain_step
+from tenfold.bench import device_name, peak_memory, time_it, write_json
+from tenfold.runtime import select_device
 
 
 def main():
