@@ -85,3 +85,12 @@ def test_validate_hook():
 
     with pytest.raises(ConfigError, match="k must be positive"):
         config.from_dict(V, {"k": 0})
+
+
+def test_cli_overrides_anywhere_and_after_resume():
+    from tenfold import cli
+
+    p = cli.base_parser("x", "test")
+    args = cli.parse_args(p, ["steps=3", "--seed", "4", "optim.lr=0.2", "--resume", "note=hi"])
+    cfg = cli.parse_config(Cfg, args)
+    assert (cfg.steps, cfg.seed, cfg.optim.lr, cfg.note) == (3, 4, 0.2, "hi") and args.resume == "auto"

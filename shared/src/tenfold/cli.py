@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from pathlib import Path
 from typing import Callable
 
 from . import config as config_mod
 from .errors import TenfoldError
 
-__all__ = ["base_parser", "parse_config", "main_guard", "HelpFormatter"]
+__all__ = ["base_parser", "parse_args", "parse_config", "main_guard", "HelpFormatter"]
 
 EPILOG = ("Any config field can be overridden as KEY=VALUE with dotted keys, e.g. optim.lr=0.05 "
           "model.depth=6. Unknown keys and wrong types are rejected with the closest valid key.")
@@ -42,11 +43,21 @@ def base_parser(prog: str, description: str, config_required: bool = False) -> a
 def parse_config(schema, args: argparse.Namespace):
     """Config from --config + overrides, with the common flags applied last."""
     overrides = list(args.overrides or [])
+    resume = getattr(args, "resume", None)
+    if resume and "=" in str(resume) and not Path(resume).exists():
+        # `--resume key=value`: argparse gave the override to the optional --resume value
+        overrides.append(resume)
+        args.resume = "auto"
     for flag, key in (("out", "out"), ("device", "device"), ("seed", "seed"), ("data_root", "data_root")):
         val = getattr(args, flag, None)
         if val is not None:
             overrides.append(f"{key}={val}")
     return config_mod.load(schema, args.config, overrides)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Like parser.parse_args, but KEY=VALUE overrides may come before, between or after options."""
+    return parser.parse_intermixed_args(argv)
 
 
 def main_guard(fn: Callable) -> Callable:
