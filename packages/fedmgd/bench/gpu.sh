@@ -12,7 +12,8 @@ OUT="${1:-runs/bench-gpu}"
 VENV_BIN="$(cd ../.. && pwd)/.venv/bin"
 [ -d "$VENV_BIN" ] && export PATH="$VENV_BIN:$PATH"
 export TENFOLD_QUIET=1
-COMMON="--config configs/cifar10_gpu_short.yaml --device cuda"
+# DEVICE / EXTRA (extra KEY=VALUE overrides) exist to smoke-test this script on a CPU with a tiny budget.
+COMMON="--config configs/cifar10_gpu_short.yaml --device ${DEVICE:-cuda} ${EXTRA:-}"
 for a in ${ALPHAS:-0.05}; do
   D="$OUT/a$a"
   fedmgd-train $COMMON --method fedmgd partition.alpha=$a --out "$D/fedmgd" > /dev/null
@@ -25,7 +26,7 @@ done
 python - "$OUT" "${ALPHAS:-0.05}" <<'PY'
 import json, sys, torch
 out = sys.argv[1]
-res = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "preset": "cifar10_gpu_short", "runs": {}}
+res = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "preset": "cifar10_gpu_short", "runs": {}}
 lines = ["| alpha | FedMGD | FedAvg (same Stage-1 init) | FedAvg | FedProx | SCAFFOLD | gap vs FedAvg | "
          "Stage-1 it/s | FedMGD/FedAvg round time |", "|---|---|---|---|---|---|---|---|---|"]
 for a in sys.argv[2].split():
@@ -37,7 +38,8 @@ for a in sys.argv[2].split():
     lines.append(f"| {a} | {acc['fedmgd']:.1f} | {acc['fedavg_same']:.1f} | {acc['fedavg']:.1f} | "
                  f"{acc['fedprox']:.1f} | {acc['scaffold']:.1f} | {acc['fedmgd'] - acc['fedavg']:+.1f} | "
                  f"{s['fedmgd']['stage1_it_per_s']:.2f} | {ratio:.2f} |")
-json.dump(res, open("bench/gpu.json", "w"), indent=1, default=str)
+json.dump(res, open(f"{out}/gpu.json" if "EXTRA" in __import__("os").environ else "bench/gpu.json", "w"), indent=1,
+          default=str)
 print(f"device: {res['device']}")
 print("\n".join(lines))
 PY

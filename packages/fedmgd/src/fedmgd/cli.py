@@ -19,7 +19,7 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=METHODS, help="federated method (sets fl.method)")
     p.add_argument("--seeds", type=int, nargs="+",
                    help="independent runs (fresh models, own Stage 1) in <out>/seed<s>; summary.json gets mean +- std")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # KEY=VALUE overrides may come before and after flags
     if args.method:
         args.overrides = list(args.overrides or []) + [f"fl.method={args.method}"]
     cfg = parse_config(FedMGDConfig, args)
@@ -37,7 +37,7 @@ def partition_main(argv: list[str] | None = None) -> int:
     p = base_parser("fedmgd-partition", "Draw the configured partition of the pool, print the per-client label "
                     "histogram and save it as a stacked bar plot (<out>/partition.png) plus partition.json.")
     p.add_argument("--png", help="where to save the plot (default <out>/partition.png)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # KEY=VALUE overrides may come before and after flags
     cfg = parse_config(FedMGDConfig, args)
     import numpy as np
     from tenfold.meters import write_json
