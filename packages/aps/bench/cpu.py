@@ -1,7 +1,7 @@
 """CPU benchmark: one APS optimizer sub-step (n = r·M kept tokens per view) vs one full-token step
 (MoCo-v3-style, all M tokens, same network and loss), measured in ONE process; plus the sampler cost.
 
-    OMP_NUM_THREADS=1 python bench/cpu.py [--arch demo|tiny] [--batch 128] [--out bench/cpu.json]
+    OMP_NUM_THREADS=1 python bench/cpu.py [--arch demo|tiny] [--batch 128] [--out runs/bench-cpu/cpu.json]
 Prints "ratio full/APS step time: X" (the issue's goal: ≥ 3 at r = 0.25) and the peak-memory ratio.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--ratio", type=float, default=0.25)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="bench/cpu.json")
+    ap.add_argument("--out", default="runs/bench-cpu/cpu.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -177,3 +177,17 @@ def test_two_view_transform_is_seeded_per_sample():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not torch.equal(a[1], c[1])
     assert a[0].shape == (3, 32, 32) and a[1].shape == (4, 64) and a[3].dtype == torch.int64
+
+
+@pytest.mark.parametrize("mode", ["aps", "random", "symmetric", "full"])
+def test_two_view_transform_modes(mode):
+    t = TwoViewAPSTransform(AugConfig(), SamplingConfig(mode=mode), 32, 4)
+    torch.manual_seed(0)
+    x1, i1, x2, i2 = t(torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8))
+    assert x1.shape == x2.shape == (3, 32, 32)
+    if mode == "full":
+        assert torch.equal(i1, torch.arange(64)[None]) and torch.equal(i2, i1)
+    else:
+        assert i1.shape == i2.shape == (4, 16)
+        assert sorted(i1.reshape(-1).tolist()) == list(range(64))  # view-1 chunks partition the grid
+        assert all(len(set(r.tolist())) == 16 for r in i2)

@@ -190,6 +190,7 @@ def test_finetune_transform_recipe():
     assert names == ["ToImage", "RandomCrop", "RandomHorizontalFlip", "RandAugment", "ToDtype", "Normalize",
                      "RandomErasing"]
     assert cfg.mean == [0.485, 0.456, 0.406]  # ImageNet statistics, as the official fine-tune
+    assert cfg.drop_path == 0.0 and cfg.ema and not cfg.ema_eval and cfg.layer_decay == 1.0  # pitfall 14
     out = finetune_train_transform(cfg)(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
 
@@ -223,6 +224,11 @@ def test_ema_update_rule():
         m.weight.add_(1.0)
     ema.update(m)
     torch.testing.assert_close(ema.module.weight, 0.9 * before + 0.1 * m.weight.detach())
+
+
+def test_help_lists_config_keys(cli):
+    code, _ = cli("train", "--help")
+    assert code == 0
 
 
 def test_demo_config_loads():

@@ -16,6 +16,22 @@ from .config import EvalRunConfig, FinetuneConfig, PretrainConfig
 __all__ = ["train", "finetune", "evaluate"]
 
 
+def _keys_epilog(p, schema) -> None:
+    """List every config key with its default in --help (the YAML files use the same names)."""
+    import dataclasses
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                yield from walk(v, prefix + f.name + ".")
+            else:
+                yield f"{prefix}{f.name}={v}"
+
+    p.epilog = (p.epilog or "") + " Config keys (defaults = the paper's CIFAR ViT-Tiny/2 settings): " + \
+        "; ".join(walk(schema())) + "."
+
+
 def _resume_arg(args, out: str):
     if args.resume in (None, "auto"):
         return "auto" if args.resume == "auto" else None
@@ -34,6 +50,7 @@ def train(argv: list[str] | None = None) -> None:
                     "view-2 patches chosen to avoid them, K optimizer steps per batch. sampling.mode=full "
                     "runs the MoCo-v3-style full-token baseline.")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
+    _keys_epilog(p, PretrainConfig)
     args = p.parse_args(argv)
     cfg = parse_config(PretrainConfig, args)
     from .train import run
@@ -52,6 +69,7 @@ def finetune(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrained", help="aps-train run dir / last.pt or a bare backbone state dict "
                    "(same as pretrained=PATH); omit to train from scratch")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
+    _keys_epilog(p, FinetuneConfig)
     args = p.parse_args(argv)
     if args.pretrained:
         args.overrides = list(args.overrides or []) + [f"pretrained={args.pretrained}"]
@@ -84,6 +102,7 @@ def evaluate(argv: list[str] | None = None) -> None:
     p = base_parser("aps-eval", "Frozen-feature evaluation of an APS backbone: weighted kNN (cosine) and a "
                     "linear probe on the full-token CLS feature.")
     p.add_argument("--checkpoint", help="aps-train / aps-finetune run dir or last.pt (omit: random init)")
+    _keys_epilog(p, EvalRunConfig)
     args = p.parse_args(argv)
     if args.checkpoint:
         args.overrides = list(args.overrides or []) + [f"checkpoint={args.checkpoint}"]
