@@ -63,7 +63,7 @@ def _losses(run_dir: Path) -> list[float]:
 @pytest.mark.slow
 @needs_cifar
 def test_aps_vs_full_token_baseline_on_cifar10(tmp_path):
-    """Calibration (seed 0, 2-core CPU shared with other jobs, torch 2.14.1): 
+    """Calibration (seed 0, 2-core CPU shared with other jobs, torch 2.14.1):
     random init kNN 24.8 / linear 32.7; APS kNN 24.2 / linear 32.1, loss 8.469 -> 7.331 (0.87×), pos_cos 0.225,
     0.421 s/opt-step; full kNN 24.1 / linear 30.2, loss 8.911 -> 6.915 (0.78×), pos_cos 0.290, 1.666 s/opt-step;
     gap +0.1 points, time ratio 0.25; 100 s CPU-user, 5.8 min wall under load."""
