@@ -100,7 +100,7 @@ def run(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None = No
         raise ValueError(f"{len(splits.train)} training images are fewer than one batch of {per_rank}")
 
     model = build_model(cfg).to(device)
-    if world > 1:
+    if world > 1 and device.type == "cuda":  # SyncBN as the official DDP runs (SyncBN is CUDA-only)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt = build_optimizer(model, cfg.optim, world)
     ddp = distributed.wrap(model, device)
