@@ -1,4 +1,6 @@
 """Exact resume of the distillation loop, and bad input -> one clear error line (exit 2)."""
+from pathlib import Path
+
 import pytest
 import torch
 from cmi.cli import distill_main, distill_parser, load_distill_config, synthesize_main
@@ -100,3 +102,31 @@ def test_synthesize_cli_exports_pool_for_warm_start(toy_teacher_file, tmp_path, 
     assert len(list((out / "images").glob("*.png"))) == 16
     d = Distiller(_cfg(_argv(toy_teacher_file, tmp_path / "warm", f"kd.init_pool={out / 'pool.npz'}")), quiet=True)
     assert len(d.pool) == 16
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_loads(path):
+    from cmi.config import SynthesizeConfig, TeacherTrainConfig
+    from tenfold import config as config_mod
+
+    if "teacher" in path.stem and path.stem != "demo":
+        cfg = config_mod.load(TeacherTrainConfig, path)
+        assert cfg.epochs >= 1
+    elif path.stem.startswith("synthesize"):
+        assert config_mod.load(SynthesizeConfig, path).synth.g_steps == 400
+    else:
+        cfg = _cfg(["--config", str(path)])
+        assert cfg.kd.ep_steps % cfg.kd.kd_steps == 0
+
+
+def test_method_presets_and_override_order():
+    dafl = _cfg(["--method", "dafl"])
+    got = (dafl.synth.nz, dafl.synth.balance, dafl.synth.act, dafl.kd.T, dafl.kd.kd_steps)
+    assert got == (512, 20.0, 0.001, 1.0, 5)
+    dfad = _cfg(["--method", "dfad", "kd.T=2"])
+    assert dfad.kd.loss == "l1" and dfad.synth.gan_loss == "l1" and dfad.kd.T == 2.0
+    cmi = _cfg([])
+    assert (cmi.synth.cr, cmi.synth.cr_T, cmi.synth.adv, cmi.kd.T, cmi.synth.bank_size) == (0.8, 0.1, 0.5, 20.0, 40960)

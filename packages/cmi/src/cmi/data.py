@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from tenfold import data as tdata
 from tenfold.errors import CheckpointError, DataError
@@ -30,8 +31,9 @@ def dataset(cfg_data, root, train: bool, num_classes: int = 10) -> tdata.ArrayIm
     else:
         ds = tdata.synthetic_shapes(4000 if train else 1000, size, num_classes, seed=0 if train else 1)
     sub = cfg_data.train_subset if train else cfg_data.test_subset
-    if sub and sub < len(ds):
-        ds = tdata.ArrayImageDataset(ds.images[:sub], ds.labels[:sub], None, ds.classes)
+    if sub and sub < len(ds):  # a fixed random subset: the CIFAR test pack is sorted by class
+        idx = np.sort(np.random.default_rng(0).permutation(len(ds))[:sub])
+        ds = tdata.ArrayImageDataset(ds.images[idx], ds.labels[idx], None, ds.classes)
     if ds.images.shape[1] != size:
         raise DataError(f"{name} images are {ds.images.shape[1]}px but data.image_size={size}; set data.image_size")
     return ds
