@@ -139,6 +139,10 @@ def test_vit_details_match_spec():
     assert not vit.pos_embed.requires_grad and torch.all(vit.pos_embed[0, 0] == 0)
     assert build_vit(ModelConfig(depth=2), drop_path=0.0).blocks[-1].drop_path.p == 0.0
     assert vit.blocks[-1].drop_path.p == pytest.approx(0.05)
+    # patch embed keeps PyTorch's default conv init: uniform within 1/sqrt(fan_in) (xavier would reach 0.072)
+    fan_in = 3 * 16 * 16
+    assert vit.patch_embed.weight.abs().max() <= 1 / math.sqrt(fan_in)
+    assert vit.patch_embed.weight.abs().max() > 0.9 / math.sqrt(fan_in)
 
 
 def test_default_head_sizes():

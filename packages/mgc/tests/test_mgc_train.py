@@ -139,11 +139,9 @@ def test_console_scripts_help(capsys):
 
 def test_image_folder_pool_gives_views_and_correspondences(tmp_path):
     """COCO/VOC/ADE20K are read as ImageFolder trees (user's download); tested on a generated tree."""
-    from PIL import Image
-
-    from mgc.config import DataConfig
     from mgc.data import pretrain_images
     from mgc.views import MGCViews, TwoViewBoxTransform
+    from PIL import Image
 
     rng = torch.Generator().manual_seed(0)
     for c in ("a", "b"):

@@ -21,6 +21,7 @@ def build_vit(cfg: ModelConfig, drop_path: float | None = None) -> VisionTransfo
                             depth=cfg.depth, num_heads=cfg.num_heads, qkv_bias=True,
                             drop_path=cfg.drop_path if drop_path is None else drop_path, pos_embed="sincos",
                             cls_token=True, num_classes=0, norm_eps=1e-6, cls_init_std=0.02)
+    vit.patch_embed.reset_parameters()  # the reference keeps PyTorch's default conv init (the spine uses xavier)
     return vit
 
 
