@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 from aps.augment import finetune_train_transform, mix_batch, smooth_one_hot, soft_target_cross_entropy
-from aps.config import DataConfig, EvalConfig, FinetuneConfig, ModelConfig, OptimConfig, PretrainConfig, SamplingConfig
+from aps.config import (
+    AugConfig,
+    DataConfig,
+    EvalConfig,
+    FinetuneConfig,
+    ModelConfig,
+    OptimConfig,
+    PretrainConfig,
+    SamplingConfig,
+)
 from aps.finetune import ModelEMA, finetune_lr, param_groups
 from aps.model import build_backbone
 from tenfold import checkpoint
@@ -237,3 +246,23 @@ def test_demo_config_loads():
     cfg = load(PretrainConfig, Path(__file__).parent.parent / "configs" / "demo.yaml")
     assert cfg.sampling.mode == "aps" and cfg.model.patch_size == 4
     assert SamplingConfig().flip_aware is True
+
+
+def test_image_folder_dataset_two_views(tmp_path):
+    """ImageNet-style folders (user's own download) go through the same two-view transform (PIL input)."""
+    import numpy as np
+    from aps.augment import TwoViewAPSTransform, eval_transform
+    from aps.data import build_splits
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                tmp_path / c / f"{i}.png")
+    dcfg = DataConfig(dataset="folder", folder_train=str(tmp_path))
+    sp = build_splits(dcfg, None, TwoViewAPSTransform(AugConfig(), SamplingConfig(), 32, 4),
+                      eval_transform([0.5] * 3, [0.5] * 3, 32, resize=True), 32)
+    (x1, i1, x2, i2), y = sp.train[4]
+    assert x1.shape == (3, 32, 32) and i1.shape == (4, 16) and y == 1 and sp.num_classes == 2
+    assert sp.test[0][0].shape == (3, 32, 32)

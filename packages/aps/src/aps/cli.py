@@ -32,12 +32,6 @@ def _keys_epilog(p, schema) -> None:
         "; ".join(walk(schema())) + "."
 
 
-def _resume_arg(args, out: str):
-    if args.resume in (None, "auto"):
-        return "auto" if args.resume == "auto" else None
-    return args.resume
-
-
 def _finish(summary: dict) -> None:
     if distributed.is_main():
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}))
@@ -56,7 +50,7 @@ def train(argv: list[str] | None = None) -> None:
     from .train import run
 
     try:
-        summary = run(cfg, resume=_resume_arg(args, cfg.out), stop_at=args.stop_at)
+        summary = run(cfg, resume=args.resume, stop_at=args.stop_at)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _finish(summary)
@@ -77,7 +71,7 @@ def finetune(argv: list[str] | None = None) -> None:
     from .finetune import run
 
     try:
-        summary = run(cfg, resume=_resume_arg(args, cfg.out), stop_at=args.stop_at)
+        summary = run(cfg, resume=args.resume, stop_at=args.stop_at)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _finish(summary)

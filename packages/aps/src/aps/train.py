@@ -29,7 +29,7 @@ def build_model(cfg: PretrainConfig) -> APSModel:
     return APSModel(build_backbone(cfg.model), cfg.model.hidden_dim, cfg.model.out_dim)
 
 
-def build_optimizer(model: nn.Module, ocfg, world: int = 1) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, ocfg) -> torch.optim.AdamW:
     """AdamW at lr_base·batch/256. Official: weight decay on every parameter; the flag excludes 1-D/pos/cls."""
     lr = ocfg.lr_base * ocfg.batch_size / 256
     if not ocfg.wd_exclude_norm_bias:
@@ -102,7 +102,7 @@ def run(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None = No
     model = build_model(cfg).to(device)
     if world > 1 and device.type == "cuda":  # SyncBN as the official DDP runs (SyncBN is CUDA-only)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    opt = build_optimizer(model, cfg.optim, world)
+    opt = build_optimizer(model, cfg.optim)
     ddp = distributed.wrap(model, device)
     base_lr = cfg.optim.lr_base * cfg.optim.batch_size / 256
     full = cfg.sampling.mode == "full"
