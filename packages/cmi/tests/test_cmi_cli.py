@@ -130,3 +130,17 @@ def test_method_presets_and_override_order():
     assert dfad.kd.loss == "l1" and dfad.synth.gan_loss == "l1" and dfad.kd.T == 2.0
     cmi = _cfg([])
     assert (cmi.synth.cr, cmi.synth.cr_T, cmi.synth.adv, cmi.kd.T, cmi.synth.bank_size) == (0.8, 0.1, 0.5, 20.0, 40960)
+
+
+def test_teacher_cli_then_vanilla_kd_upper_bound(tmp_path):
+    from cmi.cli import teacher_main
+
+    tdir = tmp_path / "teacher"
+    teacher_main(["--out", str(tdir), "--device", "cpu", "arch=toynet16", "num_classes=4", "data.dataset=toy",
+                  "data.image_size=16", "epochs=1", "batch_size=64", "lr=0.05", "milestones=[1]"])
+    assert (tdir / "teacher.pt").is_file() and (tdir / "teacher.json").is_file()
+    d = Distiller(_cfg(_argv(tdir / "teacher.pt", tmp_path / "vanilla", "--method=vanilla", "kd.epochs=1",
+                             "kd.ep_steps=2")), quiet=True)
+    assert len(d.pool) == 2000  # the real toy training images
+    summary = d.run()
+    assert summary["rounds"] == 1 and summary["last_top1"] is not None
