@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .. import distributed
 
-__all__ = ["ResumableSampler", "SeededDataset", "make_loader", "steps_per_epoch"]
+__all__ = ["ResumableSampler", "SeededDataset", "make_loader", "steps_per_epoch", "mix_seeds"]
 
 _MASK = (1 << 63) - 1
 
@@ -28,6 +28,11 @@ def _mix(*xs: int) -> int:
         h = (h ^ (int(x) & _MASK)) * 0xBF58476D1CE4E5B9 & _MASK
         h ^= h >> 31
     return h
+
+
+def mix_seeds(*xs: int) -> int:
+    """A well-mixed 63-bit seed from several integers (e.g. seed, epoch, stage)."""
+    return _mix(*xs)
 
 
 class ResumableSampler(Sampler):
