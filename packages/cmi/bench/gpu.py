@@ -28,18 +28,18 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def throughput(dev, b=256, g_steps=20, kd_steps=50):
+def throughput(dev, b=256, g_steps=20, kd_steps=50, bank=40960, n_neg=4096):
     norm = Normalizer(CIFAR10_MEAN, CIFAR10_STD)
     teacher = nets.create("wrn40_2", 10).to(dev).eval().requires_grad_(False)
     student = nets.create("wrn16_1", 10).to(dev)
     out = {}
     for name, cls, kw in [("cmi", CMISynthesizer, {}), ("cmi_cr0", CMISynthesizer, {"cr": 0.0}),
                           ("deepinv", DeepInvSynthesizer, {"cr": 0.0, "lr_g": 0.1, "adv": 0.0})]:
-        cfg = SynthConfig(batch_size=b, g_steps=g_steps, bank_size=40960, n_neg=4096, head_dim=256, **kw)
+        cfg = SynthConfig(batch_size=b, g_steps=g_steps, bank_size=bank, n_neg=n_neg, head_dim=256, **kw)
         syn = cls(teacher, student, 10, cfg, norm, dev, img_size=32, arch="wrn40_2")
         if name == "cmi":  # a full bank (40960 x 2D), as in the steady state
-            syn.bank.data = torch.randn(40960, 2 * syn.feat_dim, device=dev)
-            syn.bank.n_updates = 40960
+            syn.bank.data = torch.randn(bank, 2 * syn.feat_dim, device=dev)
+            syn.bank.n_updates = bank
         syn.synthesize()  # warm-up
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -86,7 +86,8 @@ def compare(args):
     common = ["--device", "auto", "--seed", "0", "teacher.path=../shared/models/cifar10_wrn40_2.pt",
               "student.arch=wrn16_1", f"synth.batch_size={args.b}", f"synth.g_steps={args.g_steps}",
               "kd.epochs=1", f"kd.ep_steps={args.rounds * args.kd_steps}", f"kd.kd_steps={args.kd_steps}",
-              f"kd.batch_size={args.kd_batch}", "kd.lr=0.1", "eval_teacher=true"]
+              f"kd.batch_size={args.kd_batch}", "kd.lr=0.1", "eval_teacher=true",
+              f"data.test_subset={args.test_subset}"]
     arms = {"cmi": ["--method=cmi"],
             "deepinversion": ["--method=deepinversion", "synth.lr_g=0.1", "synth.adv=0"],
             # DAFL: same number of generator updates and KD steps
@@ -116,11 +117,17 @@ def main():
     ap.add_argument("--kd-batch", type=int, default=256)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out-dir", default="runs/bench_gpu")
+    ap.add_argument("--test-subset", type=int, default=0, help="0 = all 10,000 test images")
+    ap.add_argument("--tp-batch", type=int, default=256, help="throughput part: synthesis batch B")
+    ap.add_argument("--tp-steps", type=int, default=20, help="throughput part: timed synthesis iterations")
+    ap.add_argument("--tp-bank", type=int, default=40960, help="throughput part: bank rows (full)")
     ap.add_argument("--skip-compare", action="store_true")
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    result = {"device": device_name(dev), "throughput": throughput(dev)}
+    result = {"device": device_name(dev),
+              "throughput": throughput(dev, args.tp_batch, args.tp_steps, kd_steps=max(args.tp_steps, 5),
+                                       bank=args.tp_bank, n_neg=min(4096, args.tp_bank))}
     print("throughput", json.dumps(result["throughput"]), flush=True)
     if not args.skip_compare:
         result["compare"] = compare(args)

@@ -61,7 +61,10 @@ def load_distill_config(args) -> DistillConfig:
 
 def distill_parser() -> argparse.ArgumentParser:
     p = base_parser("cmi-distill", "Data-free knowledge distillation: synthesize a transfer set from the teacher "
-                    "alone (CMI or a baseline) and distil it into the student; evaluates on the real test set.")
+                    "alone (CMI or a baseline) and distil it into the student; evaluates on the real test set. "
+                    "Main keys: teacher.path, student.arch, data.dataset, synth.{batch_size,g_steps,lr_g,bn,oh,adv,cr,"
+                    "cr_T,bank_size,n_neg,head_dim,feature_layers}, kd.{epochs,ep_steps,kd_steps,batch_size,lr,T,"
+                    "init_pool} (table in the package README; defaults = the paper's scratch-CMI script).")
     p.add_argument("--method", choices=METHODS,
                    help="cmi (contrastive model inversion), deepinversion, dafl, zskt, dfq, dfad (baselines, their "
                         "reference settings are applied first), vanilla (KD on real training images: the upper "

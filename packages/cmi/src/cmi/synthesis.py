@@ -297,7 +297,8 @@ class GenerativeSynthesizer:
                 terms["loss"].backward()
                 self.opt.step()
                 last = {k: float(v.detach()) for k, v in terms.items()}
-        return {"images": None, "seconds": time.perf_counter() - t0, **{f"syn_{k}": v for k, v in last.items()}}
+        return {"images": None, "n_images": c.g_steps * c.batch_size, "seconds": time.perf_counter() - t0,
+                **{f"syn_{k}": v for k, v in last.items()}}
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

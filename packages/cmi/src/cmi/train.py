@@ -139,6 +139,8 @@ class Distiller:
                 self.pool.add(res["images"])
                 self.timing["synth_images"] += res["images"].shape[0]
                 self.last_images = res["images"]
+            elif res.get("n_images"):  # GAN baselines: generator samples seen during its updates
+                self.timing["synth_images"] += res["n_images"]
             rec.update({k: v for k, v in res.items() if k.startswith("syn_")})
         t0 = time.perf_counter()
         self.student.train()
