@@ -213,3 +213,21 @@ def test_weight_decay_on_all_parameters_by_default():
 @pytest.mark.parametrize("e,expected", [(0, 0.05), (1, 0.1), (19, 0.9996521), (800, 0.5), (1599, 9.64e-7)])
 def test_lr_factor(e, expected):
     assert lr_factor(e, 20, 1600) == pytest.approx(expected, rel=1e-3)
+
+
+def test_official_key_layout_round_trip():
+    """Official names (patchify, pos_embedding [M,1,D], transformer.i.mlp.fc1, layer_norm, base_encoder.fc)."""
+    from aps.official import from_official, to_official
+
+    m = _model()
+    off = to_official(m.state_dict())
+    assert "base_encoder.patchify.weight" in off and off["base_encoder.pos_embedding"].shape == (64, 1, 48)
+    assert "base_encoder.transformer.0.mlp.fc1.weight" in off and "base_encoder.fc.0.weight" in off
+    assert "predictor.0.weight" in off and not any(k.startswith("backbone.") for k in off)
+    back = from_official(off)
+    assert back.keys() == m.state_dict().keys()
+    assert all(torch.equal(back[k], v) for k, v in m.state_dict().items())
+    clf = build_backbone(SMALL, num_classes=10)
+    res = clf.load_state_dict(finetune_state_from_pretrain(off), strict=False)  # official pre-train -> fine-tune
+    assert set(res.missing_keys) == {"head.weight", "head.bias"} and res.unexpected_keys == []
+    torch.testing.assert_close(clf.pos_embed, m.backbone.pos_embed)

@@ -100,8 +100,13 @@ def build_backbone(mcfg, num_classes: int = 0, drop_path: float = 0.0) -> APSViT
 def finetune_state_from_pretrain(state: dict) -> dict:
     """Backbone weights of a pre-training state dict (keys 'backbone.*'); projector/predictor are dropped.
 
-    Also accepts a bare backbone state dict. Loading it into a classifier leaves only head.* missing.
+    Also accepts a bare backbone state dict or an official-layout one (see aps.official). Loading it into a
+    classifier leaves only head.* missing.
     """
+    from .official import from_official, is_official
+
+    if is_official(state):
+        state = from_official(state)
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return {k: v for k, v in state.items() if not k.startswith("head.")}
