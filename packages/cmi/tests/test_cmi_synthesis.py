@@ -144,6 +144,8 @@ def test_synthesizer_smoke(toy_teacher, toy_norm):
     out = syn.synthesize()
     pool.add(out["images"])
     assert len(pool) == 8 and syn.bank.n_updates == 8
+    # pitfall 4: the bank holds raw teacher features [f_local || f_global] (2D wide), not head outputs
+    assert syn.bank.data.shape == (16, 2 * syn.feat_dim) and syn.feat_dim != syn.cfg.head_dim
     assert math.isfinite(out["syn_loss"])
     batch = next(pool.batches(1, 6, toy_norm, "cpu"))
     assert batch.shape == (6, 3, 16, 16)
@@ -186,3 +188,14 @@ def test_model_zoo(arch, params, feat):
     assert abs(n - params) / params < 0.01, n
     logits, f = m(torch.rand(2, 3, 32, 32), return_features=True)
     assert logits.shape == (2, 10) and f.shape == (2, feat)
+
+
+def test_kd_batches_draw_from_the_whole_growing_pool(toy_norm):
+    """Pitfall 9: KD samples every image synthesized so far, not only the latest batch."""
+    pool = ImagePool(quantize=False)
+    for v in (0.1, 0.5, 0.9):  # three "rounds" with distinguishable constant images
+        pool.add(torch.full((8, 3, 16, 16), v))
+    seen = set()
+    for x in pool.batches(6, 8, toy_norm, "cpu", augment=False):
+        seen |= {round(float(v), 1) for v in toy_norm(x, reverse=True)[:, 0, 8, 8]}
+    assert seen == {0.1, 0.5, 0.9}
