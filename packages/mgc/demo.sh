@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 OUT=${1:-runs/demo-mgc}
 ROOT=$(cd ../.. && pwd)
 export PATH="$ROOT/.venv/bin:$PATH"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # spinning OpenMP threads waste CPU on a shared box
 rm -rf "$OUT"
 mgc-train --config configs/demo.yaml --out "$OUT" --stop-at 30
 mgc-train --config configs/demo.yaml --out "$OUT" --resume
