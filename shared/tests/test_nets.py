@@ -41,3 +41,26 @@ def test_load_teacher_errors(tmp_path):
         nets.load_teacher(tmp_path / "t.pt")
     with pytest.raises(CheckpointError, match="not found"):
         nets.load_teacher(tmp_path / "none.pt")
+
+
+def test_load_teacher_kwargs_from_json(tmp_path):
+    m = nets.create("wrn16_1", num_classes=4, in_chans=1)
+    torch.save(m.state_dict(), tmp_path / "grey.pt")
+    (tmp_path / "grey.json").write_text(json.dumps({"arch": "wrn16_1", "num_classes": 4, "kwargs": {"in_chans": 1}}))
+    t = nets.load_teacher(tmp_path / "grey.pt")
+    assert t(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+
+
+def test_main_guard_exit_codes(capsys):
+    from tenfold.cli import main_guard
+    from tenfold.errors import ConfigError
+
+    assert main_guard(lambda: {"a": 1})() is None  # sys.exit(None) == success
+    assert main_guard(lambda: 3)() == 3
+
+    def bad():
+        raise ConfigError("nope")
+
+    with pytest.raises(SystemExit) as e:
+        main_guard(bad)()
+    assert e.value.code == 2 and capsys.readouterr().err == "error: nope\n"

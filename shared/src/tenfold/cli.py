@@ -66,7 +66,9 @@ def main_guard(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
-            return fn(*a, **kw)
+            rv = fn(*a, **kw)
+            # console scripts call sys.exit(fn()): only an int is an exit status, anything else means success
+            return rv if isinstance(rv, int) else None
         except TenfoldError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

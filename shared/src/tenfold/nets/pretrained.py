@@ -24,15 +24,18 @@ def teacher_meta(path: str | Path) -> dict:
 
 def load_teacher(path: str | Path, arch: str | None = None, num_classes: int | None = None,
                  eval_mode: bool = True) -> nn.Module:
-    """Build the teacher's architecture and load its weights with strict=True (frozen, eval mode)."""
+    """Build the teacher's architecture (JSON: arch, num_classes, optional kwargs) and load its weights with
+    strict=True (frozen, eval mode)."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"teacher weights not found: {p}")
+    extra: dict = {}
     if arch is None or num_classes is None:
         meta = teacher_meta(p)
         arch = arch or meta["arch"]
         num_classes = num_classes or int(meta["num_classes"])
-    model = create(arch, num_classes)
+        extra = dict(meta.get("kwargs", {}))  # e.g. {"in_chans": 1} for grey teachers
+    model = create(arch, num_classes, **extra)
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
