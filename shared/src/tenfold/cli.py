@@ -66,9 +66,9 @@ def main_guard(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
-            rv = fn(*a, **kw)
-            # console scripts call sys.exit(fn()): only an int is an exit status, anything else means success
-            return rv if isinstance(rv, int) else None
+            # Returned values reach Python callers (tests, notebooks); entry points that are console scripts
+            # should return None or an int, since the script wrapper passes the value to sys.exit.
+            return fn(*a, **kw)
         except TenfoldError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
