@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tenfold import checkpoint, config as config_mod, data as tfdata
-from tenfold.cli import base_parser, main_guard, parse_config
+from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.data import transforms
 from tenfold.errors import CheckpointError
 
@@ -29,7 +29,7 @@ def train(argv: list[str] | None = None) -> None:
     p.add_argument("--method", choices=["netgraft", "kd", "scratch"],
                    help="netgraft (default), kd = plain few-shot KD with the same loss, scratch = CE on the shots' labels")
     p.add_argument("--shots", type=int, help="images per class (sets data.n_shot)")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     if args.method:
         args.overrides.append(f"method={args.method}")
     if args.shots:
@@ -100,7 +100,7 @@ def evaluate(argv: list[str] | None = None) -> None:
 def teacher(argv: list[str] | None = None) -> None:
     p = base_parser("netgraft-teacher", "Train a VGG16-blockwise (or other) teacher with labels; writes "
                     "<out>/teacher.pt (plain state_dict) and teacher.json for model.teacher_ckpt.")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     cfg = parse_config(TeacherConfig, args)
     print(json.dumps(train_teacher(cfg, resume=args.resume)))
 
