@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from tenfold.cli import base_parser, main_guard, parse_config
+from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.errors import CheckpointError
 
 from .config import OSGANConfig
@@ -20,7 +20,7 @@ def train(argv: list[str] | None = None) -> None:
     p.add_argument("--mode", choices=["one", "two"], help="one-stage (default) or the two-stage baseline")
     p.add_argument("--loss", help="minimax | wgan | nonsaturating | lsgan | hinge")
     p.add_argument("--task", choices=["gan", "kd"], help="gan (default) or kd (generator vs student, fixed teacher)")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     for flag in ("mode", "loss", "task"):
         if getattr(args, flag):
             args.overrides.append(f"{flag}={getattr(args, flag)}")

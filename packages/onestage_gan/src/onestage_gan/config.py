@@ -52,7 +52,7 @@ class KDConfig:
     g_width: int = 64
     iters_per_epoch: int = 50
     student_steps: int = 1  # two-stage: student steps per generator step (DFAD uses 5; 1 keeps budgets equal)
-    eval_limit: int = 0  # test images used for the final accuracy (0 = all)
+    eval_limit: int = 0  # size of a fixed random test subset for the final accuracy (0 = all)
 
 
 @dataclass

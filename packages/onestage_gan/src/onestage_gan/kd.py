@@ -122,8 +122,9 @@ def run_kd(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = No
     if stop_at is None or trainer.state.step >= total:
         te = tfdata.cifar10(cfg.data_root, train=False)
         x, y = te.tensors()
-        if k.eval_limit:
-            x, y = x[:k.eval_limit], y[:k.eval_limit]
+        if k.eval_limit and k.eval_limit < len(x):  # a fixed random subset: the CIFAR-10 pack is class-sorted
+            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:k.eval_limit]
+            x, y = x[idx], y[idx]
         m = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
         s = torch.tensor((0.2023, 0.1994, 0.2010)).view(1, 3, 1, 1)
         x = (x - m) / s
