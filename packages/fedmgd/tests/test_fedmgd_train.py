@@ -6,15 +6,30 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY
 from fedmgd.cli import train_main
+from fedmgd.config import FedMGDConfig
 from fedmgd.data import build_federated_data
 from fedmgd.engine import Comm, Streams
 from fedmgd.nets import build_models
 from fedmgd.stage1 import Stage1
 from fedmgd.train import run
 from tenfold import checkpoint
+from tenfold.config import load
 from tenfold.config import save as save_cfg
+
+TINY = ["data.dataset=synthetic", "data.synthetic_n=300", "data.img_size=16", "data.test_size=40",
+        "partition.num_clients=3", "partition.alpha=0.5", "partition.min_size=20", "partition.seed=0",
+        "model.arch=dcgan", "model.n_z=8", "model.ngf=8", "model.ndf=8", "model.c_width1=8", "model.c_width2=8",
+        "model.c_hidden=16", "gan.iters=4", "gan.batch_size=16", "gan.ckpt_every=2", "gan.log_every=1",
+        "fl.rounds=3", "fl.local_steps=2", "fl.batch_size=16", "fl.lr=0.001", "fl.server_steps=2",
+        "fl.gen_batch=32", "fl.ckpt_every=1", "device=cpu"]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    def make(*over, out="run"):
+        return load(FedMGDConfig, None, TINY + [f"out={tmp_path / out}"] + list(over))
+    return make
 
 
 def _quiet(*a):
@@ -131,7 +146,7 @@ def test_resume_with_other_config_fails_clearly(tiny_cfg, capsys, tmp_path):
     assert code == 2 and len(err) == 1 and "partition.alpha" in err[0]
 
 
-def test_distributed_two_gloo_ranks_match_simulated(tiny_cfg, tmp_path, venv_bin):
+def test_distributed_two_gloo_ranks_match_simulated(tiny_cfg, tmp_path):
     sim = run(tiny_cfg(out="sim"), log=_quiet)["S"]
     cfg = tiny_cfg(out="dist")
     save_cfg(cfg, tmp_path / "dist.yaml")
