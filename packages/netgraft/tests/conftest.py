@@ -19,13 +19,6 @@ def mini_teacher_path(tmp_path):
     return p
 
 
-def tiny_overrides(teacher_path, out):
-    return [f"model.teacher_ckpt={teacher_path}", f"out={out}", "model.teacher_blocks=" + str(MINI_T),
-            "model.student_blocks=" + str(MINI_S), "model.student_head_hidden=16", "model.positions=[2,3,4]",
-            "data.name=synthetic", "data.image_size=16", "data.synthetic_train=200", "data.synthetic_test=60",
-            "data.n_shot=4", "stage1.epochs=[2,1,1]", "stage2.epochs=[1,2]", "batch_size=16", "device=cpu"]
-
-
 @pytest.fixture
 def real_data():
     root = os.environ.get("TENFOLD_DATA")

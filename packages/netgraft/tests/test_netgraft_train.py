@@ -4,11 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_overrides
 from netgraft.config import NetGraftConfig
 from netgraft.fewshot import Unlabeled, official_few_shot, split_val
 from netgraft.train import build, phase_model, phases, run
 from tenfold import checkpoint, config, data
+
+MINI_T = [[8, 8], [16, 16], [32, 32], [32, 32]]
+MINI_S = [[8, 8], [16, 16], [16, 16], [16, 16]]
+
+
+def tiny_overrides(teacher_path, out):
+    return [f"model.teacher_ckpt={teacher_path}", f"out={out}", "model.teacher_blocks=" + str(MINI_T),
+            "model.student_blocks=" + str(MINI_S), "model.student_head_hidden=16", "model.positions=[2,3,4]",
+            "data.name=synthetic", "data.image_size=16", "data.synthetic_train=200", "data.synthetic_test=60",
+            "data.n_shot=4", "stage1.epochs=[2,1,1]", "stage2.epochs=[1,2]", "batch_size=16", "device=cpu"]
 
 
 def test_few_shot_sampler():
