@@ -2,7 +2,6 @@ import os
 
 import pytest
 import torch
-
 from tenfold import checkpoint
 from tenfold.errors import CheckpointError
 

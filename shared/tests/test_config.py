@@ -2,7 +2,6 @@ import dataclasses
 from typing import Literal
 
 import pytest
-
 from tenfold import config
 from tenfold.errors import ConfigError
 

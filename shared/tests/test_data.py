@@ -3,7 +3,6 @@ import io
 import numpy as np
 import pytest
 import torch
-
 from tenfold import data
 from tenfold.errors import DataError
 

@@ -4,7 +4,6 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from tenfold import distributed
 
 

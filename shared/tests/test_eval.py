@@ -1,5 +1,4 @@
 import torch
-
 from tenfold import eval as tf_eval
 
 

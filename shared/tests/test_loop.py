@@ -3,11 +3,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 from tenfold import config, data, loop
-from tenfold.errors import NonFiniteLossError
 from tenfold.data import transforms
+from tenfold.errors import NonFiniteLossError
+from torch import nn
 
 
 @dataclasses.dataclass

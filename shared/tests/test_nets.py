@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-
 from tenfold import nets
 from tenfold.errors import CheckpointError
 

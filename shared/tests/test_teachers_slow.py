@@ -3,7 +3,6 @@ import json
 
 import pytest
 import torch
-
 from tenfold import data, nets
 from tenfold.data import transforms
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from tenfold import nets
 from tenfold.nets.vit import gather_tokens, sincos_pos_embed_2d
 

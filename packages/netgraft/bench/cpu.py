@@ -9,12 +9,11 @@ import argparse
 import json
 
 import torch
-from torch import nn
-
 from netgraft.method import Grafted, build_units, normalized_logit_loss
 from netgraft.models import build_student, build_teacher, copy_prefix_
 from netgraft.partition import partition
 from tenfold import bench
+from torch import nn
 
 
 def main():

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from netgraft.models import build_teacher
 
 MINI_T = [[8, 8], [16, 16], [32, 32], [32, 32]]

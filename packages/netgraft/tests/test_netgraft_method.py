@@ -4,12 +4,11 @@ import copy
 import pytest
 import torch
 import torchvision
-from torch import nn
-
 from netgraft.method import Grafted, Student, build_units, graft_loss, merge_adapters, normalized_logit_loss
 from netgraft.models import VGG16_TEACHER, build_student, build_teacher, copy_prefix_
 from netgraft.partition import partition
 from tenfold import nets
+from torch import nn
 
 
 def test_vgg16_partition_shapes():
@@ -165,7 +164,8 @@ def test_resnet_partitions_graft(kind):
     if kind == "cifar":
         teacher, student, size = nets.create("resnet34", 10, width=16), nets.create("resnet18", 10, width=8), 32
     else:
-        teacher, student, size = torchvision.models.resnet34(num_classes=10), torchvision.models.resnet18(num_classes=10), 64
+        teacher, student = torchvision.models.resnet34(num_classes=10), torchvision.models.resnet18(num_classes=10)
+        size = 64
     teacher.eval()
     tp, sp = partition(teacher), partition(student)
     assert tp.num_blocks == 5 and len(tp.channels) == 5

@@ -8,7 +8,6 @@ plain KD 76.45 % at lr 3e-4 (75.15 % at 1e-3); about 42 s of CPU per arm.
 At this budget the gap to KD is small; it is logged, and the paper's comparison is left to bench/gpu.sh.
 """
 import pytest
-
 from netgraft.config import NetGraftConfig
 from netgraft.train import run
 from tenfold import config

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from netgraft.config import NetGraftConfig
 from netgraft.fewshot import Unlabeled, official_few_shot, split_val
 from netgraft.train import build, phase_model, phases, run
@@ -57,7 +56,8 @@ def test_stage_optimizers(mini_teacher_path, tmp_path):
 
 
 def test_no_drop_last_at_one_shot(mini_teacher_path, tmp_path):
-    cfg = config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path) + ["data.n_shot=1", "batch_size=0"])
+    ov = tiny_overrides(mini_teacher_path, tmp_path) + ["data.n_shot=1", "batch_size=0"]
+    cfg = config.load(NetGraftConfig, None, ov)
     s = build(cfg)
     loader = data.make_loader(s.train_set, cfg.effective_batch, seed=0, drop_last=False)
     assert [len(b) for b in loader] == [6, 4]

@@ -9,11 +9,37 @@ import argparse
 import json
 
 import torch
-
 from onestage_gan.losses import get_loss
 from onestage_gan.method import one_stage_step, two_stage_step
 from onestage_gan.nets import DCDiscriminator, DCGenerator
 from tenfold import bench, runtime
+
+
+def measure(loss_name: str, d_norm: str, args, dev) -> dict:
+    """Median time per iteration of both schemes for one loss, same models, data and optimizers."""
+    loss = get_loss(loss_name)
+    torch.manual_seed(0)
+    G = DCGenerator(100, 3, args.width, args.size).to(dev)
+    D = DCDiscriminator(3, args.width, args.size, d_norm).to(dev)
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    x = torch.randn(args.batch, 3, args.size, args.size, device=dev).tanh()
+
+    def z():
+        return torch.randn(args.batch, 100, device=dev)
+
+    def one():
+        with runtime.autocast(dev):
+            one_stage_step(G, D, og, od, x, z(), loss)
+
+    def two():
+        with runtime.autocast(dev):
+            two_stage_step(G, D, og, od, x, z(), z(), loss)
+
+    t1 = bench.time_it(one, warmup=3, repeat=args.repeat, device=dev)["median_s"]
+    t2 = bench.time_it(two, warmup=3, repeat=args.repeat, device=dev)["median_s"]
+    return {"one_stage_s": t1, "two_stage_s": t2, "ratio_two_over_one": t2 / t1,
+            "one_stage_img_per_s": args.batch / t1, "two_stage_img_per_s": args.batch / t2}
 
 
 def main():
@@ -28,27 +54,7 @@ def main():
     dev = runtime.select_device(args.device)
     res = {"device": bench.device_name(dev), "batch": args.batch, "size": args.size}
     for loss_name, d_norm in (("minimax", "bn"), ("nonsaturating", "gn")):
-        loss = get_loss(loss_name)
-        torch.manual_seed(0)
-        G = DCGenerator(100, 3, args.width, args.size).to(dev)
-        D = DCDiscriminator(3, args.width, args.size, d_norm).to(dev)
-        og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
-        od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-        x = torch.randn(args.batch, 3, args.size, args.size, device=dev).tanh()
-        z = lambda: torch.randn(args.batch, 100, device=dev)  # noqa: E731
-
-        def one():
-            with runtime.autocast(dev):
-                one_stage_step(G, D, og, od, x, z(), loss)
-
-        def two():
-            with runtime.autocast(dev):
-                two_stage_step(G, D, og, od, x, z(), z(), loss)
-
-        t1 = bench.time_it(one, warmup=3, repeat=args.repeat, device=dev)["median_s"]
-        t2 = bench.time_it(two, warmup=3, repeat=args.repeat, device=dev)["median_s"]
-        res[loss_name] = {"one_stage_s": t1, "two_stage_s": t2, "ratio_two_over_one": t2 / t1,
-                          "one_stage_img_per_s": args.batch / t1, "two_stage_img_per_s": args.batch / t2}
+        res[loss_name] = measure(loss_name, d_norm, args, dev)
     bench.write_json(args.json, res)
     print(json.dumps(res))
     for k in ("minimax", "nonsaturating"):

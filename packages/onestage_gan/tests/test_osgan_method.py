@@ -4,11 +4,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 from onestage_gan import LOSSES, ScaleSlot, gamma_autograd, get_loss, grad_scale
-from onestage_gan.method import (check_exactness, one_stage_grads, one_stage_step, two_stage_grads,
-                                 two_stage_step)
+from onestage_gan.method import check_exactness, one_stage_grads, one_stage_step, two_stage_grads, two_stage_step
 from onestage_gan.nets import DCDiscriminator, DCGenerator
 
 
@@ -66,7 +63,8 @@ CASES = [("minimax", "bn"), ("wgan", "bn"), ("minimax", "gn"), ("nonsaturating",
 def test_one_stage_equals_two_stage_gradients(loss_name, d_norm):
     G, D, x, z = _pair(d_norm)
     loss = get_loss(loss_name)
-    state_g, state_d = {k: v.clone() for k, v in G.state_dict().items()}, {k: v.clone() for k, v in D.state_dict().items()}
+    state_g = {k: v.clone() for k, v in G.state_dict().items()}
+    state_d = {k: v.clone() for k, v in D.state_dict().items()}
     g1, d1 = one_stage_grads(G, D, x, z, loss)
     G.load_state_dict(state_g)
     D.load_state_dict(state_d)  # same parameters AND BN buffers

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from onestage_gan.config import OSGANConfig
 from onestage_gan.nets import DCGenerator
 from onestage_gan.proxy import image_quality

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from onestage_gan.config import OSGANConfig
 from onestage_gan.train import run_gan
 from tenfold import config

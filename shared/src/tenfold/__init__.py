@@ -2,8 +2,7 @@
 
 config · runtime · distributed · checkpoint · meters · loop · data · nets · eval · bench
 """
-from . import bench, checkpoint, cli, config, distributed, eval, loop, meters, nets, runtime
-from . import data
+from . import bench, checkpoint, cli, config, data, distributed, eval, loop, meters, nets, runtime
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TenfoldError
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

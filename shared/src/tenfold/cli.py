@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import config as config_mod
 from .errors import TenfoldError

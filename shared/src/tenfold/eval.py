@@ -1,7 +1,7 @@
 """Frozen-feature evaluation: weighted kNN (cosine) and a linear probe; top-1/top-5."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F

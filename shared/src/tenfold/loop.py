@@ -16,13 +16,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-from . import checkpoint, config as config_mod, distributed, runtime
+from . import checkpoint, distributed, runtime
+from . import config as config_mod
 from .errors import CheckpointError, NonFiniteLossError
 from .meters import MetricLogger, Throughput, progress
 

@@ -6,8 +6,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tqdm.auto import tqdm
 

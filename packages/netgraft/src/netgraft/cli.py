@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
-
-from tenfold import checkpoint, config as config_mod, data as tfdata
+from tenfold import checkpoint
+from tenfold import config as config_mod
+from tenfold import data as tfdata
 from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.data import transforms
 from tenfold.errors import CheckpointError
+from torch import nn
 
 from .config import NetGraftConfig
 from .method import Student, build_units, merge_adapters
@@ -27,7 +28,8 @@ def train(argv: list[str] | None = None) -> None:
                     "(stage 1: graft each student block into the frozen teacher; stage 2: graft growing chains). "
                     "--method kd|scratch runs the baselines on the same few shots and step budget.")
     p.add_argument("--method", choices=["netgraft", "kd", "scratch"],
-                   help="netgraft (default), kd = plain few-shot KD with the same loss, scratch = CE on the shots' labels")
+                   help="netgraft (default), kd = plain few-shot KD with the same loss, "
+                        "scratch = CE on the shots' labels")
     p.add_argument("--shots", type=int, help="images per class (sets data.n_shot)")
     args = parse_args(p, argv)
     if args.method:
@@ -44,7 +46,8 @@ def load_student(path: str | Path) -> tuple[NetGraftConfig, nn.Module]:
     ck = checkpoint.load(Path(path) / "student.pt" if Path(path).is_dir() else path, kind="netgraft-student")
     cfg = config_mod.from_dict(NetGraftConfig, ck["config"])
     mc = cfg.model
-    student = build_student(mc.student_arch, mc.num_classes, mc.student_blocks, mc.student_head_hidden, mc.student_width)
+    student = build_student(mc.student_arch, mc.num_classes, mc.student_blocks, mc.student_head_hidden,
+                            mc.student_width)
     if cfg.method == "scratch":
         checkpoint.load_module_state(student, ck["student"], what="student")
         return cfg, student

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from tenfold import nets
 from tenfold.checkpoint import load_module_state
 from tenfold.errors import CheckpointError
+from torch import nn
 
 from .partition import Partition, partition
 

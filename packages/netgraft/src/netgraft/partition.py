@@ -10,9 +10,8 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 from tenfold.nets import CifarResNet, VGGBlockwise
+from torch import nn
 
 __all__ = ["Partition", "partition", "GapHead", "block_channels"]
 

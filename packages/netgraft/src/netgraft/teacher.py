@@ -9,8 +9,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
-from tenfold import config as config_mod, data as tfdata, runtime
+from tenfold import config as config_mod
+from tenfold import data as tfdata
+from tenfold import runtime
 from tenfold.config import RunConfig
 from tenfold.data import transforms
 from tenfold.loop import Trainer
@@ -58,11 +59,14 @@ def train_teacher(cfg: TeacherConfig, resume: str | None = None) -> dict:
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     spe = tfdata.steps_per_epoch(len(tr), cfg.batch_size)
     total, warm = cfg.epochs * spe, cfg.warmup_epochs * spe
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(total - warm, 1))))
+    def warmup_cosine(s: int) -> float:
+        return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(total - warm, 1)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
     trainer = Trainer(out, kind="netgraft-teacher", config=cfg, stateful={"model": model, "opt": opt, "sched": sched},
                       total_steps=total, ckpt_every=spe, log_every=max(spe // 4, 1),
-                      batches=lambda e, s: tfdata.make_loader(tr, cfg.batch_size, seed=cfg.seed, epoch=e, start_batch=s))
+                      batches=lambda e, s: tfdata.make_loader(tr, cfg.batch_size, seed=cfg.seed, epoch=e,
+                                                              start_batch=s))
     trainer.maybe_resume(resume)
 
     def step(batch, _):

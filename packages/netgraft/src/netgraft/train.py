@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from tenfold import checkpoint, config as config_mod, data as tfdata, runtime
+from tenfold import checkpoint, runtime
+from tenfold import config as config_mod
+from tenfold import data as tfdata
 from tenfold.data import transforms
 from tenfold.errors import CheckpointError, ConfigError
 from tenfold.loop import assert_finite
 from tenfold.meters import MetricLogger, progress
+from torch import nn
 
 from .config import NetGraftConfig
 from .fewshot import PrefixCache, Unlabeled, augmentation, official_few_shot, split_val

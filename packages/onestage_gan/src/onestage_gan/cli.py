@@ -5,7 +5,6 @@ import argparse
 import json
 
 import torch
-
 from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.errors import CheckpointError
 
@@ -49,9 +48,8 @@ def sample(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     from pathlib import Path
 
-    from torchvision.utils import save_image
-
     from tenfold import config as config_mod
+    from torchvision.utils import save_image
 
     from .train import build_gan
 

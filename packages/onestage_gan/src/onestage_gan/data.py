@@ -5,10 +5,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tenfold import data as tfdata
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
-
-from tenfold import data as tfdata
 
 __all__ = ["ring_of_gaussians", "RingData", "gan_images", "to_unit", "ring_quality"]
 

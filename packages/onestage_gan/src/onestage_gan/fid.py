@@ -74,7 +74,8 @@ def train_mnist_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: i
 
 
 @torch.no_grad()
-def features(net: nn.Module, images: torch.Tensor, batch: int = 500, transform=None) -> tuple[torch.Tensor, torch.Tensor]:
+def features(net: nn.Module, images: torch.Tensor, batch: int = 500, transform=None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(penultimate features, class probabilities) of `images`."""
     fs, ps = [], []
     for i in range(0, len(images), batch):

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import torch
-
-from tenfold import config as config_mod, data as tfdata, nets, runtime
+from tenfold import config as config_mod
+from tenfold import data as tfdata
+from tenfold import nets, runtime
 from tenfold.errors import CheckpointError
 from tenfold.loop import Trainer
 

@@ -8,8 +8,8 @@ f ≤ −1, LSGAN at f = 0) sends G no gradient from the one backward (γ = 0), 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-from tenfold import data as tfdata, nets
+from tenfold import data as tfdata
+from tenfold import nets
 from tenfold.data import transforms
 from tenfold.errors import DataError
 
 from .data import gan_images, real_batch
-from .fid import class_stats, features, frechet_distance, kid, train_mnist_classifier, MnistNet
+from .fid import MnistNet, class_stats, features, frechet_distance, kid, train_mnist_classifier
 
 __all__ = ["image_quality", "mnist_feature_net", "cifar_feature_net"]
 

@@ -5,8 +5,9 @@ import time
 from pathlib import Path
 
 import torch
-
-from tenfold import config as config_mod, data as tfdata, runtime
+from tenfold import config as config_mod
+from tenfold import data as tfdata
+from tenfold import runtime
 from tenfold.loop import Trainer
 
 from .config import OSGANConfig

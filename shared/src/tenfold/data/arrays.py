@@ -1,7 +1,7 @@
 """In-memory image data sets: uint8 NHWC arrays + int64 labels."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -4,8 +4,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,7 +27,8 @@ def _decode_jpeg_pack(pack: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     st = pack.stat()
     key = hashlib.sha1(f"{pack.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
     cdir = cache_dir()
-    img_cache, lab_cache = cdir / f"{pack.parent.name}_{pack.stem}_{key}.npy", cdir / f"{pack.parent.name}_{pack.stem}_{key}_labels.npy"
+    stem = f"{pack.parent.name}_{pack.stem}_{key}"
+    img_cache, lab_cache = cdir / f"{stem}.npy", cdir / f"{stem}_labels.npy"
     z = dict(np.load(pack, allow_pickle=False))
     classes = [str(c) for c in z.get("classes", CIFAR10_CLASSES)]
     if img_cache.is_file() and lab_cache.is_file():

@@ -5,7 +5,7 @@ task needs shape features rather than colour statistics. Deterministic in (seed,
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -59,7 +59,8 @@ def synthetic_shapes(n: int = 2000, image_size: int = 32, num_classes: int = 10,
         # texture on the shape: stripes of random frequency/orientation, so colour alone is not the class
         theta = rng.uniform(0, np.pi, b).astype(np.float32)
         freq = rng.uniform(0.2, 0.8, b).astype(np.float32)
-        phase = (xx[None] * np.cos(theta)[:, None, None] + yy[None] * np.sin(theta)[:, None, None]) * freq[:, None, None]
+        ct, st = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+        phase = (xx[None] * ct + yy[None] * st) * freq[:, None, None]
         tex = 0.75 + 0.25 * np.sign(np.sin(phase))
         noise = rng.normal(0, 0.06, (b, s, s, 1)).astype(np.float32)
         img = np.where(mask[..., None], fg[:, None, None, :] * tex[..., None], bg[:, None, None, :]) + noise

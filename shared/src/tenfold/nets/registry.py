@@ -1,7 +1,7 @@
 """`create(name, num_classes, **kw)` over every network in tenfold.nets."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

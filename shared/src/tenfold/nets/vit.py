@@ -9,7 +9,6 @@ Attention uses F.scaled_dot_product_attention (flash / memory-efficient kernels 
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
