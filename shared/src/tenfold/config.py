@@ -19,7 +19,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["RunConfig", "load", "from_dict", "to_dict", "save", "apply_overrides"]
+__all__ = ["RunConfig", "load", "read_yaml", "from_dict", "to_dict", "save", "apply_overrides"]
 
 
 @dataclasses.dataclass
@@ -190,20 +190,25 @@ def _merge_defaults(cls, data: dict, prefix: str = "") -> dict:
     return data
 
 
+def read_yaml(path: str | os.PathLike | None) -> dict:
+    """The mapping in a YAML file ({} for None), with one-line errors for a missing or malformed file."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys")
+    return data
+
+
 def load(cls, path: str | os.PathLike | None = None, overrides: list[str] | None = None):
     """Config of type `cls` from an optional YAML file plus dotted overrides."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of keys")
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(read_yaml(path), overrides or [])
     _merge_defaults(cls, data)
     return from_dict(cls, data)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
 from tenfold import config as config_mod
 from tenfold.cli import base_parser, main_guard
 from tenfold.errors import ConfigError
@@ -19,21 +18,6 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-def _read_yaml(path: str | None) -> dict:
-    if path is None:
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of keys")
-    return data
-
-
 def _common_overrides(args) -> list[str]:
     out = list(args.overrides or [])
     for flag in ("out", "device", "seed", "data_root"):
@@ -45,7 +29,7 @@ def _common_overrides(args) -> list[str]:
 
 def load_distill_config(args) -> DistillConfig:
     """Method preset (§2.9 baselines) < YAML file < KEY=VALUE overrides < --method/--out/... flags."""
-    data = _read_yaml(args.config)
+    data = config_mod.read_yaml(args.config)
     overrides = _common_overrides(args)
     method = args.method or data.get("method") or "cmi"
     for o in overrides:
