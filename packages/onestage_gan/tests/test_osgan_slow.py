@@ -39,10 +39,17 @@ def mnist_root():
 def test_one_stage_matches_two_stage_quality_and_is_faster(loss, mnist_root, tmp_path):
     d_norm, lr_two, lr_one = ARMS[loss]
     res = {}
-    for mode, lr_d in (("two", lr_two), ("one", lr_one)):
-        cfg = config.load(OSGANConfig, None, BASE + [f"mode={mode}", f"loss={loss}", f"model.d_norm={d_norm}",
-                                                     f"optim.lr_d={lr_d}", f"out={tmp_path / mode}"])
-        res[mode] = run_gan(cfg)
+    threads = torch.get_num_threads()
+    # one thread: the CPU time per iteration then measures work, not OpenMP spinning, and the float reductions
+    # (hence the FDs) are those of the calibration on any machine
+    torch.set_num_threads(1)
+    try:
+        for mode, lr_d in (("two", lr_two), ("one", lr_one)):
+            cfg = config.load(OSGANConfig, None, BASE + [f"mode={mode}", f"loss={loss}", f"model.d_norm={d_norm}",
+                                                         f"optim.lr_d={lr_d}", f"out={tmp_path / mode}"])
+            res[mode] = run_gan(cfg)
+    finally:
+        torch.set_num_threads(threads)
     # the untrained generator as the floor both arms must clear
     torch.manual_seed(0)
     g0 = DCGenerator(100, 1, 16, 32)
