@@ -9,9 +9,7 @@ from pathlib import Path
 import torch
 from tenfold import checkpoint
 from tenfold import config as config_mod
-from tenfold import data as tfdata
 from tenfold.cli import base_parser, main_guard, parse_args, parse_config
-from tenfold.data import transforms
 from tenfold.errors import CheckpointError
 from torch import nn
 
@@ -19,7 +17,7 @@ from .config import NetGraftConfig
 from .method import Student, build_units, merge_adapters
 from .models import build_student, build_teacher, partition
 from .teacher import TeacherConfig, train_teacher
-from .train import check_method, run, test_subset
+from .train import check_method, dataset_stats, load_split, normalised, run
 
 
 @main_guard
@@ -74,18 +72,7 @@ def evaluate(argv: list[str] | None = None) -> None:
     device = select_device(args.device)
     cfg, model = load_student(args.student)
     model.to(device).eval()
-    d = cfg.data
-    if d.name == "synthetic":
-        te = tfdata.synthetic_shapes(d.synthetic_test, d.image_size, cfg.model.num_classes, seed=2)
-    else:
-        te = (tfdata.cifar10 if d.name == "cifar10" else tfdata.cifar100)(args.data_root or cfg.data_root, train=False)
-    mean, std = ((transforms.CIFAR10_MEAN, transforms.CIFAR10_STD) if d.name != "cifar100"
-                 else ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)))
-    x, y = te.tensors()
-    idx = test_subset(len(x), args.limit)
-    if idx is not None:
-        x, y = x[idx], y[idx]
-    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    x, y = normalised(load_split(cfg, False, args.data_root), *dataset_stats(cfg.data.name), args.limit)
 
     def acc(m):
         with torch.no_grad():

@@ -54,17 +54,22 @@ def phases(cfg: NetGraftConfig) -> list[Phase]:
     return [Phase(cfg.method, 0, total)]
 
 
-def _load_images(cfg: NetGraftConfig):
+def dataset_stats(name: str) -> tuple[tuple, tuple]:
+    """Normalisation mean/std (synthetic data uses CIFAR-10's)."""
+    return (CIFAR100_MEAN, CIFAR100_STD) if name == "cifar100" else (transforms.CIFAR10_MEAN, transforms.CIFAR10_STD)
+
+
+def load_split(cfg: NetGraftConfig, train: bool, data_root=None):
     d = cfg.data
     if d.name == "synthetic":
-        tr = tfdata.synthetic_shapes(d.synthetic_train, d.image_size, cfg.model.num_classes, seed=1)
-        te = tfdata.synthetic_shapes(d.synthetic_test, d.image_size, cfg.model.num_classes, seed=2)
-        return tr, te, transforms.CIFAR10_MEAN, transforms.CIFAR10_STD
-    if d.name == "cifar10":
-        return (tfdata.cifar10(cfg.data_root, train=True), tfdata.cifar10(cfg.data_root, train=False),
-                transforms.CIFAR10_MEAN, transforms.CIFAR10_STD)
-    return (tfdata.cifar100(cfg.data_root, train=True), tfdata.cifar100(cfg.data_root, train=False),
-            CIFAR100_MEAN, CIFAR100_STD)
+        n = d.synthetic_train if train else d.synthetic_test
+        return tfdata.synthetic_shapes(n, d.image_size, cfg.model.num_classes, seed=1 if train else 2)
+    load = tfdata.cifar10 if d.name == "cifar10" else tfdata.cifar100
+    return load(data_root or cfg.data_root, train=train)
+
+
+def _load_images(cfg: NetGraftConfig):
+    return (load_split(cfg, True), load_split(cfg, False), *dataset_stats(cfg.data.name))
 
 
 @dataclasses.dataclass
@@ -92,7 +97,7 @@ def test_subset(n_total: int, limit: int) -> torch.Tensor | None:
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
-def _normalised(ds, mean, std, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def normalised(ds, mean, std, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = ds.tensors()
     idx = test_subset(len(x), limit)
     if idx is not None:
@@ -129,12 +134,12 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
     aug = augmentation(cfg.data.augment, mean, std, cfg.data.image_size)
     few = tfdata.ArrayImageDataset(train_ds.images[pick], train_ds.labels[pick], aug)
     val = tfdata.ArrayImageDataset(train_ds.images[val_pick], train_ds.labels[val_pick]) if len(val_pick) else None
-    test_x, test_y = _normalised(test_ds, mean, std, cfg.data.test_limit)
+    test_x, test_y = normalised(test_ds, mean, std, cfg.data.test_limit)
     cached = cfg.data.cache_prefix and cfg.method != "scratch"
     prefix_fn = lambda x: tpart.forward_prefix(x.to(device), prefix_end)  # noqa: E731
     tail_fn = lambda h: tpart.forward(h, start=prefix_end)  # noqa: E731
     if cached:
-        plain, _ = _normalised(tfdata.ArrayImageDataset(few.images, few.labels), mean, std)
+        plain, _ = normalised(tfdata.ArrayImageDataset(few.images, few.labels), mean, std)
         train_set = PrefixCache(plain, prefix_fn, tail_fn, flip=cfg.data.augment == "flip")
         with torch.no_grad():
             test_x = torch.cat([prefix_fn(test_x[i:i + 500]) for i in range(0, len(test_x), 500)])
@@ -142,7 +147,7 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
         train_set = few if cfg.method == "scratch" else Unlabeled(few)
     val_set = None
     if val is not None:
-        vx, _ = _normalised(val, mean, std)
+        vx, _ = normalised(val, mean, std)
         val_set = vx
     return Setup(device, teacher, tpart, student, spart, units, prefix_end, train_set, val_set, test_x, test_y,
                  cached, mean, std)

@@ -6,13 +6,13 @@ symmetric game, so one stage is x̃ = GradScale(G(z), −1) and ONE backward upd
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import torch
 from tenfold import config as config_mod
 from tenfold import data as tfdata
 from tenfold import nets, runtime
+from tenfold.data import transforms
 from tenfold.errors import CheckpointError
 from tenfold.loop import Trainer
 
@@ -20,6 +20,7 @@ from .config import OSGANConfig
 from .gradscale import ScaleSlot, grad_scale
 from .nets import DCGenerator
 from .proxy import _cifar_input
+from .timing import StepTimer
 
 __all__ = ["dfad_loss", "kd_one_stage_step", "kd_two_stage_step", "run_kd"]
 
@@ -97,38 +98,30 @@ def run_kd(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = No
                       stateful={"G": G, "S": S, "opt_g": opt_g, "opt_s": opt_s, "sch_g": sch_g, "sch_s": sch_s},
                       batches=lambda e, s: range(spe - s), batch_size_of=lambda _: cfg.batch_size)
     trainer.maybe_resume(resume)
-    timing = {"s": 0.0, "cpu": 0.0, "n": 0}
+    timer = StepTimer(device)
 
     def step(_batch, _state):
         b = cfg.batch_size
-        t0, c0 = time.perf_counter(), time.process_time()
-        with runtime.autocast(device):
+        with timer, runtime.autocast(device):
             if cfg.mode == "one":
                 loss = kd_one_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device))
             else:
                 loss = kd_two_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device),
                                          torch.randn(b, k.zdim, device=device), k.student_steps)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timing["s"] += time.perf_counter() - t0
-        timing["cpu"] += time.process_time() - c0
-        timing["n"] += 1
         sch_s.step()
         sch_g.step()
         return {"loss": loss}
 
     trainer.run(step, stop_at=stop_at)
     summary = {"task": "kd", "mode": cfg.mode, "steps": trainer.state.step,
-               "step_s": timing["s"] / max(timing["n"], 1), "step_cpu_s": timing["cpu"] / max(timing["n"], 1)}
+               "step_s": timer.step_s, "step_cpu_s": timer.step_cpu_s}
     if stop_at is None or trainer.state.step >= total:
         te = tfdata.cifar10(cfg.data_root, train=False)
         x, y = te.tensors()
         if k.eval_limit and k.eval_limit < len(x):  # a fixed random subset: the CIFAR-10 pack is class-sorted
             idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:k.eval_limit]
             x, y = x[idx], y[idx]
-        m = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
-        s = torch.tensor((0.2023, 0.1994, 0.2010)).view(1, 3, 1, 1)
-        x = (x - m) / s
+        x = transforms.normalize()(x)  # the teachers' CIFAR-10 statistics
         summary["student_acc"] = accuracy(S, x, y, device)
         summary["teacher_acc"] = accuracy(T, x, y, device)
     torch.save(S.state_dict(), out / "student.pt")

@@ -1,7 +1,6 @@
 """GAN training in one or two stages on the spine's loop (exact resume, NaN guard, metrics)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from .data import RingData, gan_images, ring_quality
 from .losses import get_loss
 from .method import check_exactness, one_stage_step, two_stage_step
 from .nets import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
+from .timing import StepTimer
 
 __all__ = ["build_gan", "run_gan", "make_optimizers"]
 
@@ -68,32 +68,25 @@ def run_gan(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = N
     trainer.maybe_resume(resume)
     zshape = lambda b: (b, cfg.model.zdim)  # noqa: E731
     clip = cfg.clip or None
-    timing = {"step_s": 0.0, "cpu_s": 0.0, "steps": 0}
+    timer = StepTimer(device)
 
     def step(batch, _state):
         x = batch[0].to(device, non_blocking=True)
         b = x.shape[0]
-        t0, c0 = time.perf_counter(), time.process_time()
-        with runtime.autocast(device):
+        with timer, runtime.autocast(device):
             if cfg.mode == "one":
                 r = one_stage_step(G, D, opt_g, opt_d, x, torch.randn(zshape(b), device=device), loss,
                                    cfg.d_forward, cfg.form, clip, cfg.gamma_max)
             else:
                 r = two_stage_step(G, D, opt_g, opt_d, x, torch.randn(zshape(b), device=device),
                                    torch.randn(zshape(b), device=device), loss, clip)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timing["step_s"] += time.perf_counter() - t0
-        timing["cpu_s"] += time.process_time() - c0
-        timing["steps"] += 1
         sch_g.step()
         sch_d.step()
         return {"loss": r.loss_d, "loss_g": r.loss_g}
 
     trainer.run(step, stop_at=stop_at)
     summary = {"mode": cfg.mode, "loss": cfg.loss, "steps": trainer.state.step,
-               "step_s": timing["step_s"] / max(timing["steps"], 1),
-               "step_cpu_s": timing["cpu_s"] / max(timing["steps"], 1)}
+               "step_s": timer.step_s, "step_cpu_s": timer.step_cpu_s}
     torch.save({"G": G.state_dict(), "config": config_mod.to_dict(cfg), "channels": channels}, out / "generator.pt")
     if cfg.eval_samples and (stop_at is None or trainer.state.step >= total):
         summary.update(quality(cfg, G, device, channels))
