@@ -1,16 +1,9 @@
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from tenfold import distributed
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _loss(full):
@@ -20,11 +13,10 @@ def _loss(full):
     return torch.nn.functional.cross_entropy(logits, torch.arange(len(f)))
 
 
-def _worker(rank, world, port, x_all, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+def _worker(rank, world, store, x_all, out):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    assert distributed.init(torch.device("cpu"))
+    assert distributed.init(torch.device("cpu"), init_method=f"file://{store}")
     assert distributed.world_size() == world and distributed.rank() == rank
     n = x_all.shape[0] // world
     x = x_all[rank * n:(rank + 1) * n].clone().requires_grad_(True)
@@ -39,14 +31,14 @@ def _worker(rank, world, port, x_all, out):
     distributed.cleanup()
 
 
-def test_all_gather_with_grad_matches_single_process():
+def test_all_gather_with_grad_matches_single_process(tmp_path):
     world = 2
     torch.manual_seed(0)
     x_all = torch.randn(6, 5, dtype=torch.float64)
     ref = x_all.clone().requires_grad_(True)
     _loss(ref).backward()
     out = mp.Manager().dict()
-    mp.spawn(_worker, args=(world, _free_port(), x_all, out), nprocs=world, join=True)
+    mp.spawn(_worker, args=(world, str(tmp_path / "store"), x_all, out), nprocs=world, join=True)
     n = x_all.shape[0] // world
     for r in range(world):
         got = out[r]

@@ -1,7 +1,6 @@
 """Mixing across devices under DDP (2 CPU processes, gloo): scope=global equals mixing the gathered batch,
 scope=local wraps around within each device's batch; keys are all-gathered for the loss."""
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -11,10 +10,11 @@ import torch.multiprocessing as mp
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+def _worker(rank, world, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file store: no rank depends on rank 0's TCP store server outliving its own teardown
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/store", rank=rank, world_size=world)
     from patchmix.config import PretrainConfig
     from patchmix.method import MixDraw, soft_info_nce, soft_targets
     from patchmix.models import build_models
@@ -34,16 +34,14 @@ def _worker(rank, world, port, out_dir):
     k = torch.randn(4, 6, generator=torch.Generator().manual_seed(10 + rank))
     res["loss"] = soft_info_nce(q, k, soft_targets(4, 2, rank, world, scope="global")[1], 0.2, gather=True)
     torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
     dist.destroy_process_group()
 
 
 def test_mixing_scope_under_ddp(tmp_path):
     from patchmix.method import patch_mix, soft_info_nce, soft_targets
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     r = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
     full = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     want, _ = patch_mix(full, 2, 4, torch.Generator().manual_seed(5))

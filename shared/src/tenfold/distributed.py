@@ -19,8 +19,11 @@ def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def init(device: torch.device | None = None, backend: str | None = None) -> bool:
-    """Initialise the process group if launched by torchrun; returns True when distributed."""
+def init(device: torch.device | None = None, backend: str | None = None, init_method: str | None = None) -> bool:
+    """Initialise the process group if launched by torchrun; returns True when distributed.
+
+    `init_method` (e.g. ``file:///tmp/store``) replaces the env:// rendezvous; tests use a file store so no rank
+    depends on another rank's TCP store server staying alive during teardown."""
     if is_initialized():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -29,12 +32,19 @@ def init(device: torch.device | None = None, backend: str | None = None) -> bool
         backend = "nccl" if (device is not None and device.type == "cuda") else "gloo"
     if device is not None and device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend)
+    if init_method is None:
+        dist.init_process_group(backend=backend)
+    else:
+        dist.init_process_group(backend=backend, init_method=init_method, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
     return True
 
 
 def cleanup() -> None:
     if is_initialized():
+        # every rank reaches teardown before any destroys its group: a rank that tears down while a peer is still
+        # in a collective aborts the peer ("terminate called without an active exception" under gloo)
+        dist.barrier()
         dist.destroy_process_group()
 
 
