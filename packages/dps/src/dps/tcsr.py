@@ -85,7 +85,7 @@ class TemporalCSR:
         else:
             qrank = torch.searchsorted(self.times, t, side="left")
         end = torch.searchsorted(self.key, nodes * self.stride + qrank, side="left")
-        start = self.offset[nodes]
+        start = self.offset.index_select(0, nodes.reshape(-1)).view(nodes.shape)
         return start, end - start
 
     def prefix_len(self, nodes: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -108,8 +108,10 @@ class TemporalCSR:
     def gather(self, pos: torch.Tensor, valid: torch.Tensor):
         """(neighbour ids, edge ids, times) at CSR positions, zero where not valid (padding id 0)."""
         p = torch.where(valid, pos, self.pad_pos)
-        ne = self._ne[p]
-        return ne[..., 0], ne[..., 1], self._ts[p]
+        shape, p = p.shape, p.reshape(-1)
+        # index_select, not advanced indexing: 3-4x faster on CPU for these flat row gathers
+        ne = self._ne.index_select(0, p).view(*shape, 2)
+        return ne[..., 0], ne[..., 1], self._ts.index_select(0, p).view(shape)
 
     def history(self, node: int, t: float):
         """One node's strict history (for inspection and tests)."""
