@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from netgraft.config import NetGraftConfig
-from netgraft.fewshot import Unlabeled, official_few_shot, split_val
+from netgraft.fewshot import PrefixCache, Unlabeled, crop_views, official_few_shot, split_val
 from netgraft.train import build, phase_model, phases, run
 from tenfold import checkpoint, config, data
 
@@ -32,6 +32,28 @@ def test_few_shot_sampler():
     assert np.bincount(labels[tr]).tolist() == [5] * 10 and np.bincount(labels[val]).tolist() == [2] * 10
     ds = Unlabeled(data.synthetic_shapes(20, 8))
     assert isinstance(ds[0], torch.Tensor)  # images only, no labels
+
+
+def test_crop_views_are_seeded_padded_crops():
+    x = torch.rand(5, 3, 8, 8)
+    v = crop_views(x, 3, seed=0)
+    assert len(v) == 4 and v[0] is x and all(u.shape == x.shape for u in v)
+    assert all(torch.equal(a, b) for a, b in zip(v, crop_views(x, 3, seed=0)))
+    assert not all(torch.equal(a, b) for a, b in zip(v[1:], crop_views(x, 3, seed=1)[1:]))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for u in v[1:]:  # every crop is an 8x8 window of the zero-padded image
+        for i in range(5):
+            assert any(torch.equal(u[i], padded[i, :, a:a + 8, b:b + 8]) for a in range(9) for b in range(9))
+    cache = PrefixCache(v, lambda t: t * 2, lambda h: h.sum((1, 2, 3))[:, None], flip=True)
+    assert len(cache) == 5 and len(cache.h) == 8  # 4 views and their mirrors
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        item = cache[2][0]
+        seen.add(next(k for k, h in enumerate(cache.h) if torch.equal(h[2], item)))
+    assert seen == set(range(8))
+    with pytest.raises(config.ConfigError, match="cache_crops"):
+        config.load(NetGraftConfig, None, ["data.cache_crops=2", "data.augment=flip"])  # cache_prefix off
 
 
 @pytest.mark.parametrize("n,batch,scale", [(1, 6, 0.1), (5, 32, 0.5), (10, 64, 1.0), (50, 320, 5.0)])

@@ -33,6 +33,7 @@ class DataConfig:
     val_per_class: int = 0  # held out of the n shots for select=best_on_val (unlabeled: teacher agreement)
     augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
     cache_prefix: bool = False  # with augment in {flip, none}: cache the frozen prefix and teacher logits
+    cache_crops: int = 0  # with cache_prefix: also cache this many seeded random crops (pad 4) of each image
     test_limit: int = 0  # evaluate on a fixed random subset of N test images (0 = all)
     synthetic_train: int = 3000
     synthetic_test: int = 1000
@@ -95,7 +96,10 @@ class NetGraftConfig(RunConfig):
         if self.stage2.select == "best_on_val" and self.data.val_per_class == 0:
             raise ConfigError("stage2.select=best_on_val needs data.val_per_class ≥ 1")
         if self.data.cache_prefix and self.data.augment == "crop_flip":
-            raise ConfigError("data.cache_prefix needs data.augment=flip or none (random crops change the prefix)")
+            raise ConfigError("data.cache_prefix needs data.augment=flip or none (random crops change the prefix; "
+                              "data.cache_crops=N caches N fixed crops per image instead)")
+        if self.data.cache_crops < 0 or (self.data.cache_crops and not self.data.cache_prefix):
+            raise ConfigError("data.cache_crops needs data.cache_prefix=true and must be ≥ 0")
 
     @property
     def factor(self) -> float:

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-__all__ = ["official_few_shot", "split_val", "augmentation", "Unlabeled", "PrefixCache"]
+__all__ = ["official_few_shot", "split_val", "augmentation", "Unlabeled", "PrefixCache", "crop_views"]
 
 
 def official_few_shot(labels: np.ndarray, n: int, seed: int = 6, pool_per_class: int = 5000) -> np.ndarray:
@@ -63,17 +63,35 @@ class Unlabeled(Dataset):
         return self.dataset[i][0]
 
 
-class PrefixCache(Dataset):
-    """Frozen-prefix outputs and teacher logits for every image and its mirror image, computed once.
+def crop_views(images: torch.Tensor, n: int, seed: int, padding: int = 4) -> list[torch.Tensor]:
+    """The images plus `n` seeded random crops of each (zero padding, as RandomCrop(size, padding)):
+    a finite stand-in for random cropping when the prefix is cached. `images` are [N, C, H, W] in [0, 1]."""
+    views = [images]
+    if n == 0:
+        return views
+    g = torch.Generator().manual_seed(seed)
+    h, w = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    for _ in range(n):
+        off = torch.randint(0, 2 * padding + 1, (len(images), 2), generator=g).tolist()
+        views.append(torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off)]))
+    return views
 
-    Valid because the prefix blocks are shared copies of the teacher's and never trained; items are
-    (prefix output, teacher logits) of the image or, with probability ½ when `flip`, of its mirror.
+
+class PrefixCache(Dataset):
+    """Frozen-prefix outputs and teacher logits for every image view and its mirror image, computed once.
+
+    Valid because the prefix blocks are shared copies of the teacher's and never trained; an item is
+    (prefix output, teacher logits) of one of the image's views (the image and any cached crops) chosen
+    uniformly, mirrored with probability ½ when `flip`.
     """
 
     @torch.no_grad()
-    def __init__(self, images: torch.Tensor, prefix_fn, teacher_from_prefix, flip: bool, batch: int = 256):
+    def __init__(self, images: torch.Tensor | list[torch.Tensor], prefix_fn, teacher_from_prefix, flip: bool,
+                 batch: int = 256):
         self.flip = flip
-        views = [images, images.flip(-1)] if flip else [images]
+        base = [images] if isinstance(images, torch.Tensor) else list(images)
+        views = [u for v in base for u in ((v, v.flip(-1)) if flip else (v,))]
         self.h, self.z = [], []
         for v in views:
             hs, zs = [], []
@@ -88,5 +106,8 @@ class PrefixCache(Dataset):
         return self.h[0].shape[0]
 
     def __getitem__(self, i):
-        v = int(torch.rand(()) < 0.5) if self.flip else 0
+        if len(self.h) == 2 and self.flip:  # image or mirror: the draw used since before crops were cached
+            v = int(torch.rand(()) < 0.5)
+        else:
+            v = int(torch.randint(len(self.h), ()))
         return self.h[v][i], self.z[v][i]

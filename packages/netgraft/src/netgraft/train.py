@@ -24,7 +24,7 @@ from tenfold.meters import MetricLogger, progress
 from torch import nn
 
 from .config import NetGraftConfig
-from .fewshot import PrefixCache, Unlabeled, augmentation, official_few_shot, split_val
+from .fewshot import PrefixCache, Unlabeled, augmentation, crop_views, official_few_shot, split_val
 from .method import Grafted, Student, build_units, graft_loss
 from .models import build_student, build_teacher, copy_prefix_, load_teacher_weights, partition
 
@@ -139,8 +139,10 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
     prefix_fn = lambda x: tpart.forward_prefix(x.to(device), prefix_end)  # noqa: E731
     tail_fn = lambda h: tpart.forward(h, start=prefix_end)  # noqa: E731
     if cached:
-        plain, _ = normalised(tfdata.ArrayImageDataset(few.images, few.labels), mean, std)
-        train_set = PrefixCache(plain, prefix_fn, tail_fn, flip=cfg.data.augment == "flip")
+        x01, _ = tfdata.ArrayImageDataset(few.images, few.labels).tensors()
+        m, sd = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+        views = [(v - m) / sd for v in crop_views(x01, cfg.data.cache_crops, cfg.seed)]
+        train_set = PrefixCache(views, prefix_fn, tail_fn, flip=cfg.data.augment == "flip")
         with torch.no_grad():
             test_x = torch.cat([prefix_fn(test_x[i:i + 500]) for i in range(0, len(test_x), 500)])
     else:
