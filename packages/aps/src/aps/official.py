@@ -25,15 +25,32 @@ def is_official(state: dict) -> bool:
     return any(k.endswith("patchify.weight") for k in state)
 
 
-def _backbone_from(k: str, v: torch.Tensor) -> tuple[str, torch.Tensor]:
-    if k == "pos_embedding":
-        return "pos_embed", v.transpose(0, 1)
-    k = re.sub(r"^patchify\.", "patch_embed.", k)
-    k = re.sub(r"^layer_norm\.", "norm.", k)
-    k = re.sub(r"^transformer\.(\d+)\.mlp\.fc1\.", r"blocks.\1.mlp.0.", k)
-    k = re.sub(r"^transformer\.(\d+)\.mlp\.fc2\.", r"blocks.\1.mlp.2.", k)
-    k = re.sub(r"^transformer\.", "blocks.", k)
-    k = re.sub(r"^fc\.", "head.", k)
+# (official, ours) key prefixes of the backbone, most specific first; "{i}" is a block index. One table
+# serves both directions, so the two mappings cannot drift apart.
+_RENAMES = [("patchify.", "patch_embed."), ("layer_norm.", "norm."),
+            ("transformer.{i}.mlp.fc1.", "blocks.{i}.mlp.0."), ("transformer.{i}.mlp.fc2.", "blocks.{i}.mlp.2."),
+            ("transformer.", "blocks."), ("fc.", "head.")]
+
+
+def _rules(to_ours: bool) -> list[tuple[re.Pattern, str]]:
+    rules = []
+    for off, ours in _RENAMES:
+        src, dst = (off, ours) if to_ours else (ours, off)
+        rules.append((re.compile("^" + re.escape(src).replace(re.escape("{i}"), r"(\d+)")),
+                      dst.replace("{i}", r"\1")))
+    return rules
+
+
+_TO_OURS, _TO_OFFICIAL = _rules(True), _rules(False)
+
+
+def _rename(k: str, v: torch.Tensor, to_ours: bool) -> tuple[str, torch.Tensor]:
+    """One backbone key in the other layout; the position embedding also swaps its [M, 1, D] / [1, M, D] axes."""
+    if k == ("pos_embedding" if to_ours else "pos_embed"):
+        return ("pos_embed" if to_ours else "pos_embedding"), v.transpose(0, 1)
+    for pattern, repl in _TO_OURS if to_ours else _TO_OFFICIAL:
+        if pattern.match(k):
+            return pattern.sub(repl, k, count=1), v
     return k, v
 
 
@@ -46,26 +63,14 @@ def from_official(state: dict) -> dict:
         if pretrain and k.startswith(_PREFIX + "fc."):
             out["projector." + k[len(_PREFIX) + 3:]] = v
         elif pretrain and k.startswith(_PREFIX):
-            nk, nv = _backbone_from(k[len(_PREFIX):], v)
+            nk, nv = _rename(k[len(_PREFIX):], v, to_ours=True)
             out["backbone." + nk] = nv
         elif pretrain:
             out[k] = v  # predictor.*
         else:
-            nk, nv = _backbone_from(k, v)
+            nk, nv = _rename(k, v, to_ours=True)
             out[nk] = nv
     return out
-
-
-def _backbone_to(k: str, v: torch.Tensor) -> tuple[str, torch.Tensor]:
-    if k == "pos_embed":
-        return "pos_embedding", v.transpose(0, 1)
-    k = re.sub(r"^patch_embed\.", "patchify.", k)
-    k = re.sub(r"^norm\.", "layer_norm.", k)
-    k = re.sub(r"^blocks\.(\d+)\.mlp\.0\.", r"transformer.\1.mlp.fc1.", k)
-    k = re.sub(r"^blocks\.(\d+)\.mlp\.2\.", r"transformer.\1.mlp.fc2.", k)
-    k = re.sub(r"^blocks\.", "transformer.", k)
-    k = re.sub(r"^head\.", "fc.", k)
-    return k, v
 
 
 def to_official(state: dict) -> dict:
@@ -73,13 +78,13 @@ def to_official(state: dict) -> dict:
     out = {}
     for k, v in state.items():
         if k.startswith("backbone."):
-            nk, nv = _backbone_to(k[len("backbone."):], v)
+            nk, nv = _rename(k[len("backbone."):], v, to_ours=False)
             out[_PREFIX + nk] = nv
         elif k.startswith("projector."):
             out[_PREFIX + "fc." + k[len("projector."):]] = v
         elif k.startswith("predictor."):
             out[k] = v
         else:
-            nk, nv = _backbone_to(k, v)
+            nk, nv = _rename(k, v, to_ours=False)
             out[nk] = nv
     return out
