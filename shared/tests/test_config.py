@@ -93,3 +93,17 @@ def test_cli_overrides_anywhere_and_after_resume():
     args = cli.parse_args(p, ["steps=3", "--seed", "4", "optim.lr=0.2", "--resume", "note=hi"])
     cfg = cli.parse_config(Cfg, args)
     assert (cfg.steps, cfg.seed, cfg.optim.lr, cfg.note) == (3, 4, 0.2, "hi") and args.resume == "auto"
+
+
+def test_flat_defaults_spells_keys_as_overrides_do():
+    @dataclasses.dataclass
+    class Inner:
+        lr: float = 0.1
+        betas: tuple[float, float] = (0.9, 0.99)
+
+    @dataclasses.dataclass
+    class Outer:
+        name: str = "x"
+        optim: Inner = dataclasses.field(default_factory=Inner)
+
+    assert config.flat_defaults(Outer) == ["name=x", "optim.lr=0.1", "optim.betas=[0.9, 0.99]"]

@@ -19,7 +19,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["RunConfig", "load", "read_yaml", "from_dict", "to_dict", "save", "apply_overrides"]
+__all__ = ["RunConfig", "load", "read_yaml", "from_dict", "to_dict", "flat_defaults", "save", "apply_overrides"]
 
 
 @dataclasses.dataclass
@@ -149,6 +149,19 @@ def to_dict(cfg) -> dict:
         return v
 
     return conv(cfg)
+
+
+def flat_defaults(schema) -> list[str]:
+    """'key=default' for every field of a config dataclass, nested keys dotted as overrides spell them
+    (for --help epilogs)."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}={v}"
+
+    return list(flat(to_dict(schema())))
 
 
 def _parse_value(text: str):

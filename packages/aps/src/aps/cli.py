@@ -18,18 +18,10 @@ __all__ = ["train", "finetune", "evaluate"]
 
 def _keys_epilog(p, schema) -> None:
     """List every config key with its default in --help (the YAML files use the same names)."""
-    import dataclasses
-
-    def walk(obj, prefix=""):
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if dataclasses.is_dataclass(v):
-                yield from walk(v, prefix + f.name + ".")
-            else:
-                yield f"{prefix}{f.name}={v}"
+    from tenfold.config import flat_defaults
 
     p.epilog = (p.epilog or "") + " Config keys (defaults = the paper's CIFAR ViT-Tiny/2 settings): " + \
-        "; ".join(walk(schema())) + "."
+        "; ".join(flat_defaults(schema)) + "."
 
 
 def _finish(summary: dict) -> None:

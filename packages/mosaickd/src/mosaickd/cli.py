@@ -17,16 +17,9 @@ def _keys(schema) -> str:
     """Every config key with its default, for --help (the meanings: README's configuration table)."""
     import dataclasses
 
-    from tenfold.config import to_dict
+    from tenfold.config import flat_defaults
 
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(v, f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}={v}"
-
-    return "Config keys (defaults): " + " ".join(flat(to_dict(schema()))) if dataclasses.is_dataclass(schema) else ""
+    return "Config keys (defaults): " + " ".join(flat_defaults(schema)) if dataclasses.is_dataclass(schema) else ""
 
 
 def _parser(prog, description, schema):

@@ -29,16 +29,9 @@ when the checkpoint has one."""
 
 def _keys(schema) -> str:
     """'key=default' for every config field, so --help shows what can be overridden."""
-    from tenfold.config import to_dict
+    from tenfold.config import flat_defaults
 
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(v, f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}={v}"
-
-    return "Config keys (defaults): " + ", ".join(flat(to_dict(schema())))
+    return "Config keys (defaults): " + ", ".join(flat_defaults(schema))
 
 
 def _train_parser():
