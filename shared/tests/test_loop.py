@@ -88,3 +88,14 @@ def test_sampler_shards_ranks():
     assert not set(parts[0]) & set(parts[1])
     assert data.steps_per_epoch(10, 2, world=2) == 2
     assert math.isclose(data.steps_per_epoch(10, 3, drop_last=False, world=1), 4)
+
+
+def test_num_threads_restores_the_previous_count():
+    from tenfold import runtime
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with runtime.num_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("the count is restored on errors too")
+    assert torch.get_num_threads() == before

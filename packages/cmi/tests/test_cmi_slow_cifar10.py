@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from cmi.cli import distill_parser, load_distill_config
 from cmi.metrics import instance_discrimination_accuracy, mean_pairwise_cosine, teacher_features
 from cmi.train import Distiller
+from tenfold import runtime
 
 DATA = os.environ.get("TENFOLD_DATA")
 TEACHER = Path(DATA or "/nonexistent").parent / "models" / "cifar10_wrn40_2.pt"
@@ -41,21 +41,14 @@ def _arm(tmp_path, name, *extra):
 @pytest.mark.skipif(not DATA or not (Path(DATA) / "cifar10" / "test.npz").is_file() or not TEACHER.is_file(),
                     reason="needs TENFOLD_DATA with cifar10/test.npz and ../shared/models/cifar10_wrn40_2.pt")
 def test_cmi_diverse_and_beats_noise_kd_on_cifar10(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # single-threaded is the cheapest in CPU time and makes the calibration exact
-    try:
-        _compare(tmp_path)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _compare(tmp_path):
-    cmi, s_cmi = _arm(tmp_path, "cmi", "--method=cmi")
-    base, s_base = _arm(tmp_path, "no_contrast", "--method=cmi", "synth.cr=0", "synth.adv=0")
-    _, s_noise = _arm(tmp_path, "noise", "--method=noise", "kd.noise_pool=48")
-    cos_cmi = mean_pairwise_cosine(teacher_features(cmi.teacher, cmi.pool.tensor(), cmi.norm))
-    cos_base = mean_pairwise_cosine(teacher_features(base.teacher, base.pool.tensor(), base.norm))
-    ida = instance_discrimination_accuracy(cmi.teacher, cmi.synth.head, cmi.synth.taps, cmi.pool.tensor(), cmi.norm)
+    with runtime.num_threads(1):  # the calibration is single-threaded
+        cmi, s_cmi = _arm(tmp_path, "cmi", "--method=cmi")
+        base, s_base = _arm(tmp_path, "no_contrast", "--method=cmi", "synth.cr=0", "synth.adv=0")
+        _, s_noise = _arm(tmp_path, "noise", "--method=noise", "kd.noise_pool=48")
+        cos_cmi = mean_pairwise_cosine(teacher_features(cmi.teacher, cmi.pool.tensor(), cmi.norm))
+        cos_base = mean_pairwise_cosine(teacher_features(base.teacher, base.pool.tensor(), base.norm))
+        ida = instance_discrimination_accuracy(cmi.teacher, cmi.synth.head, cmi.synth.taps, cmi.pool.tensor(),
+                                               cmi.norm)
     acc = {k: s["last_top1"] for k, s in (("cmi", s_cmi), ("no_contrast", s_base), ("noise", s_noise))}
     print(f"\n[cmi slow] diversity (mean pairwise cosine, lower = more diverse): CMI {cos_cmi:.4f} vs "
           f"no-contrast {cos_base:.4f}; CMI instance-discrimination acc {ida:.3f} (chance {1 / 48:.3f})")

@@ -21,7 +21,7 @@ from onestage_gan.config import OSGANConfig
 from onestage_gan.nets import DCGenerator
 from onestage_gan.proxy import image_quality
 from onestage_gan.train import run_gan, sample
-from tenfold import config
+from tenfold import config, runtime
 
 BASE = ["data.name=mnist", "model.size=32", "model.g_width=16", "model.d_width=16", "batch_size=64",
         "eval_samples=2000", "log_every=100", "ckpt_every=100000", "device=cpu", "seed=0"]
@@ -44,18 +44,13 @@ def mnist_root():
 def test_one_stage_matches_two_stage_quality_and_is_faster(loss, mnist_root, tmp_path):
     d_norm, lr_two, lr_one, steps = ARMS[loss]
     res = {}
-    threads = torch.get_num_threads()
-    # one thread: the CPU time per iteration then measures work, not OpenMP spinning, and the float reductions
-    # (hence the FDs) are those of the calibration on any machine
-    torch.set_num_threads(1)
-    try:
+    # one thread: CPU time per iteration measures work, and the FDs are those of the calibration on any machine
+    with runtime.num_threads(1):
         for mode, lr_d in (("two", lr_two), ("one", lr_one)):
             cfg = config.load(OSGANConfig, None, BASE + [f"max_steps={steps}", f"mode={mode}", f"loss={loss}",
                                                          f"model.d_norm={d_norm}", f"optim.lr_d={lr_d}",
                                                          f"out={tmp_path / mode}"])
             res[mode] = run_gan(cfg)
-    finally:
-        torch.set_num_threads(threads)
     # the untrained generator as the floor both arms must clear
     torch.manual_seed(0)
     g0 = DCGenerator(100, 1, 16, 32)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from tenfold import config as config_mod
+from tenfold import runtime
 
 CFG = Path(__file__).resolve().parents[1] / "configs" / "cifar10_tiny_cpu.yaml"
 STEPS, BATCH = "300", "64"
@@ -38,21 +39,16 @@ def _data_root():
 
 @pytest.mark.slow
 def test_patchmix_vs_nomix_on_cifar10(tmp_path):
-    import torch
     from patchmix.config import PretrainConfig
     from patchmix.proof import compare_arms
 
     root = _data_root()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CPU-time budget: single-threaded is the cheapest
     # 300 steps at batch 64 (10% warm-up = 0.385 epochs of 78 iterations), lr_eff = 8e-3 * 64/256 = 2e-3
     cfg = config_mod.load(PretrainConfig, CFG, [f"data_root={root}", f"optim.steps={STEPS}",
                                                 f"optim.batch_size={BATCH}", "optim.warmup_epochs=0.385",
                                                 "optim.base_lr=8e-3"])
-    try:
+    with runtime.num_threads(1):  # CPU-time budget: single-threaded is the cheapest
         r = compare_arms(cfg, tmp_path, baseline="src_only", measure_momentum=False)
-    finally:
-        torch.set_num_threads(threads)
     rand, pm, base = r["random_init"]["online"], r["patchmix"], r["baseline"]
     print(json.dumps({k: v for k, v in r.items() if k != "config"}, indent=1))
     print(f"kNN gap PatchMix - no-mix (online): {r['knn_gap_online']:+.2f} points")

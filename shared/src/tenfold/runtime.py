@@ -10,7 +10,8 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["select_device", "autocast", "seed_everything", "set_deterministic", "rng_state", "set_rng_state"]
+__all__ = ["select_device", "autocast", "num_threads", "seed_everything", "set_deterministic", "rng_state",
+           "set_rng_state"]
 
 
 def select_device(pref: str | torch.device | None = "auto") -> torch.device:
@@ -41,6 +42,19 @@ def autocast(device: torch.device, enabled: bool = True):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def num_threads(n: int):
+    """Run the block with `n` intra-op CPU threads, restoring the previous count after. Real-data tests use one
+    thread: CPU time then measures work rather than OpenMP spinning, and float reductions (hence calibrated
+    accuracies) do not depend on the machine's core count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
