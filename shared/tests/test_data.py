@@ -89,3 +89,12 @@ def test_class_subset_and_few_shot():
     assert np.array_equal(idx, data.few_shot_indices(ds.labels, 3, seed=1))
     with pytest.raises(ValueError, match="fewer than"):
         data.few_shot_indices(ds.labels, 11, seed=0)
+
+
+def test_normalize_batch_matches_the_per_image_transform():
+    x = torch.rand(3, 3, 4, 4, dtype=torch.float64)
+    got = data.transforms.normalize_batch(x)
+    want = torch.stack([data.transforms.normalize()(img) for img in x])
+    assert got.dtype == torch.float64 and torch.allclose(got, want)
+    assert torch.allclose(data.transforms.normalize_batch(torch.full((1, 1, 2, 2), 0.5), (0.25,), (0.5,)),
+                          torch.full((1, 1, 2, 2), 0.5))

@@ -83,9 +83,9 @@ def train_teacher(cfg: TeacherConfig, resume: str | None = None) -> dict:
     trainer.run(step)
     model.eval()
     x, y = te.tensors()
-    m, s_ = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    x = transforms.normalize_batch(x, mean, std)
     with torch.no_grad():
-        pred = torch.cat([model(((x[i:i + 500] - m) / s_).to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
+        pred = torch.cat([model(x[i:i + 500].to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
     acc = (pred == y).float().mean().item()
     torch.save(model.state_dict(), out / "teacher.pt")
     meta = {"arch": cfg.arch, "blocks": cfg.blocks, "num_classes": cfg.num_classes, "dataset": cfg.data,

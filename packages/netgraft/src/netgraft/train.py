@@ -102,8 +102,7 @@ def normalised(ds, mean, std, limit: int = 0) -> tuple[torch.Tensor, torch.Tenso
     idx = test_subset(len(x), limit)
     if idx is not None:
         x, y = x[idx], y[idx]
-    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-    return (x - m) / s, y
+    return transforms.normalize_batch(x, mean, std), y
 
 
 def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
@@ -140,8 +139,7 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
     tail_fn = lambda h: tpart.forward(h, start=prefix_end)  # noqa: E731
     if cached:
         x01, _ = tfdata.ArrayImageDataset(few.images, few.labels).tensors()
-        m, sd = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-        views = [(v - m) / sd for v in crop_views(x01, cfg.data.cache_crops, cfg.seed)]
+        views = [transforms.normalize_batch(v, mean, std) for v in crop_views(x01, cfg.data.cache_crops, cfg.seed)]
         train_set = PrefixCache(views, prefix_fn, tail_fn, flip=cfg.data.augment == "flip")
         with torch.no_grad():
             test_x = torch.cat([prefix_fn(test_x[i:i + 500]) for i in range(0, len(test_x), 500)])
