@@ -4,12 +4,18 @@
 CPU budget deviations (configs/cifar10_vgg16_10shot_cpu.yaml, the spec's plan): the frozen prefix and the teacher
 logits are cached for every image, 8 seeded random crops of it and all mirrors (a finite stand-in for random
 crop + flip); half the official epochs (stage 1 50/30/30, stage 2 50/50 = 420 iterations); 2,000 random test
-images. Calibrated once (seed 0, one thread of an idle 2-core CPU, 2026-11-28): teacher 87.30 %, NetGraft
-82.55 %, plain KD 81.65 % (lr 3e-4). Other settings, same seed (NetGraft / KD): flips only, quarter schedule
-77.00 / 76.45 (KD 75.15 at lr 1e-3); flips only, half 77.85 / 76.80 (75.70 at 1e-3); 8 crops, quarter 80.90 /
-79.90. NetGraft leads in every setting, by 0.5-1.0 points: a consistent but small margin at this budget, so the
-test pins "ahead by ≥ 0.5"; the spec's +10-point estimate is not borne out here (bench/gpu.sh runs the official
-schedule over seeds and shots).
+images. Calibrated once (seed 0, one thread of an idle 2-core CPU, 2026-11-28, 167 s for both arms): teacher
+87.30 %, NetGraft 82.55 %, plain KD 81.65 % (lr 3e-4); stage-1 hybrids (the teacher with one student unit in place)
+81.60 / 86.60 / 86.85 for units 0 / 1 / 2; the stage-1 units simply stacked 39.70, after stage 2 82.55.
+
+What is asserted is what holds across seeds and settings, not the spec's +10-point estimate: in this setting
+NetGraft leads KD by +0.90 / +1.05 / +1.10 (seeds 0 / 1 / 2), but with the exact official augmentation
+(data.cache_crops=81: every crop offset, i.e. RandomCrop(32, 4) + flip exactly) plain KD leads by 0.40 / 0.60 /
+0.55 (NetGraft 82.45 / 82.30 / 82.20, KD 82.85 / 82.90 / 82.75; full official schedule, seed 0: 83.40 vs 83.90), and
+at 1 shot KD leads by 3.2 (55.95 vs 52.75). So the test pins (i) the defining mechanism — each unit trained inside
+the frozen teacher restores most of the teacher's accuracy, the unit after block 3 the least; (ii) stage 2's
+progressive grafting lifts the stacked stage-1 units by a wide margin; (iii) NetGraft is not worse than plain KD
+by more than a point at equal steps, and within 8 points of the teacher.
 """
 import pytest
 from netgraft.config import NetGraftConfig
@@ -31,12 +37,17 @@ def test_netgraft_vs_plain_kd_on_cifar10(real_data, vgg_teacher, tmp_path):
                                                                f"model.teacher_ckpt={vgg_teacher}"])
             res[method] = run(cfg)
     g, k = res["netgraft"], res["kd"]
-    print(f"\nteacher {g['teacher_acc']:.2f}  NetGraft {g['test_acc']:.2f}  plain KD {k['test_acc']:.2f}  "
-          f"gap {g['test_acc'] - k['test_acc']:+.2f} ({g['steps']} steps each)")
+    t, hybrid = g["teacher_acc"], g["stage1_grafted_acc"]
+    print(f"\nteacher {t:.2f}  NetGraft {g['test_acc']:.2f}  plain KD {k['test_acc']:.2f}  "
+          f"gap {g['test_acc'] - k['test_acc']:+.2f} ({g['steps']} steps each); stage-1 hybrids {hybrid}, "
+          f"stacked {g['stage1_stacked_acc']:.2f}")
     assert g["steps"] == k["steps"] == 420
-    assert g["teacher_acc"] > 85.0
-    assert g["test_acc"] >= g["teacher_acc"] - 8.0  # spec; observed -4.75
-    assert g["test_acc"] >= k["test_acc"] + 0.5  # observed +0.90
-    assert g["test_acc"] > 60.0 and k["test_acc"] > 60.0  # chance is 10 %
+    assert t > 85.0
+    assert hybrid["block1"] >= t - 2.0 and hybrid["block2"] >= t - 2.0  # observed -0.70, -0.45
+    assert hybrid["block0"] >= t - 10.0  # observed -5.70: replacing block 3 from 100 images is the bottleneck
+    assert g["test_acc"] >= g["stage1_stacked_acc"] + 20.0  # observed +42.85 (39.70 -> 82.55)
+    assert g["test_acc"] >= t - 8.0  # spec; observed -4.75
+    assert g["test_acc"] >= k["test_acc"] - 1.0  # observed +0.90 here; -0.4..-0.6 with exact augmentation
+    assert k["test_acc"] > 60.0  # chance is 10 %
     for unit in ("block0", "block1", "block2"):  # every stage-1 unit learned (spec §7.2)
         assert g["last_loss"][unit] <= 0.5 * g["first_loss"][unit], unit

@@ -56,6 +56,16 @@ def test_crop_views_are_seeded_padded_crops():
         config.load(NetGraftConfig, None, ["data.cache_crops=2", "data.augment=flip"])  # cache_prefix off
 
 
+def test_crop_views_all_offsets_match_random_crop():
+    x = torch.rand(2, 3, 8, 8)
+    v = crop_views(x, 81, seed=0)  # n ≥ 9·9: every offset exactly once, the image itself in the centre
+    assert len(v) == 81 and torch.equal(v[40], x)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    assert all(torch.equal(v[9 * a + b], padded[:, :, a:a + 8, b:b + 8]) for a in range(9) for b in range(9))
+    assert len(crop_views(x, 500, seed=3)) == 81
+    assert len(crop_views(x, 80, seed=0)) == 81  # below the threshold: the image + 80 random crops
+
+
 @pytest.mark.parametrize("n,batch,scale", [(1, 6, 0.1), (5, 32, 0.5), (10, 64, 1.0), (50, 320, 5.0)])
 def test_scaling_rule(n, batch, scale, mini_teacher_path, tmp_path):
     cfg = config.load(NetGraftConfig, None, [f"data.n_shot={n}"])
@@ -93,6 +103,9 @@ def test_resume_is_exact(mini_teacher_path, tmp_path):
     assert run(cfg_b, stop_after_epochs=3) == {"interrupted": True}  # stops inside stage 1, unit 1
     resumed = run(cfg_b, resume="auto")
     assert resumed["test_acc"] == full["test_acc"] and resumed["last_loss"] == full["last_loss"]
+    # the grafted accuracy of every stage-1 unit survives the interruption (it lives in the checkpointed history)
+    assert resumed["stage1_grafted_acc"] == full["stage1_grafted_acc"]
+    assert sorted(full["stage1_grafted_acc"]) == [f"block{i}" for i in range(len(cfg_b.model.positions))]
     a = checkpoint.load(tmp_path / "a" / "student.pt")["student"]
     b = checkpoint.load(tmp_path / "b" / "student.pt")["student"]
     assert all(torch.equal(a[k], b[k]) for k in a)

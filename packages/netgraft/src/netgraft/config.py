@@ -33,7 +33,8 @@ class DataConfig:
     val_per_class: int = 0  # held out of the n shots for select=best_on_val (unlabeled: teacher agreement)
     augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
     cache_prefix: bool = False  # with augment in {flip, none}: cache the frozen prefix and teacher logits
-    cache_crops: int = 0  # with cache_prefix: also cache this many seeded random crops (pad 4) of each image
+    cache_crops: int = 0  # with cache_prefix: also cache this many seeded random crops (pad 4) of each image;
+    #                      ≥ 81: all 81 offsets once, exactly RandomCrop(32, padding=4)'s distribution
     test_limit: int = 0  # evaluate on a fixed random subset of N test images (0 = all)
     synthetic_train: int = 3000
     synthetic_test: int = 1000

@@ -65,13 +65,19 @@ class Unlabeled(Dataset):
 
 def crop_views(images: torch.Tensor, n: int, seed: int, padding: int = 4) -> list[torch.Tensor]:
     """The images plus `n` seeded random crops of each (zero padding, as RandomCrop(size, padding)):
-    a finite stand-in for random cropping when the prefix is cached. `images` are [N, C, H, W] in [0, 1]."""
+    a finite stand-in for random cropping when the prefix is cached. `images` are [N, C, H, W] in [0, 1].
+
+    With n ≥ (2·padding+1)² every offset is returned once instead (the image itself is the centre one):
+    a uniform draw over these views is exactly RandomCrop(size, padding)'s distribution."""
     views = [images]
     if n == 0:
         return views
-    g = torch.Generator().manual_seed(seed)
     h, w = images.shape[-2:]
     padded = torch.nn.functional.pad(images, (padding,) * 4)
+    offsets = range(2 * padding + 1)
+    if n >= len(offsets) ** 2:
+        return [padded[:, :, a:a + h, b:b + w] for a in offsets for b in offsets]
+    g = torch.Generator().manual_seed(seed)
     for _ in range(n):
         off = torch.randint(0, 2 * padding + 1, (len(images), 2), generator=g).tolist()
         views.append(torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off)]))

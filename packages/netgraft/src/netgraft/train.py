@@ -228,6 +228,15 @@ def evaluate_student(s: Setup, method: str) -> float:
     return (logits.argmax(1) == s.test_y).float().mean().item() * 100
 
 
+def evaluate_grafted(s: Setup, model: Grafted) -> float:
+    """Test accuracy of a grafted hybrid network (the teacher with a unit or chain in place; logging only)."""
+    s.units.eval()
+    start = s.prefix_end if s.cached else 0
+    logits = _logits(s, lambda x: model(x, start=start), s.test_x)
+    s.units.train()
+    return (logits.argmax(1) == s.test_y).float().mean().item() * 100
+
+
 def evaluate_teacher(s: Setup) -> float:
     fn = (lambda h: s.tpart.forward(h, start=s.prefix_end)) if s.cached else s.teacher
     return (_logits(s, fn, s.test_x).argmax(1) == s.test_y).float().mean().item() * 100
@@ -306,6 +315,10 @@ def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int |
                 losses.append(loss.item())
             rec = {"phase": f"{ph.kind}{ph.index}", "epoch": epoch, "loss": float(np.mean(losses))}
             last_of_net = ph.kind == "net" and pi == len(plan) - 1
+            if ph.kind == "block" and epoch == ph.epochs - 1:  # where stage 1 leaves each unit (spec §2.4 logs it)
+                rec["grafted_acc"] = evaluate_grafted(s, model)
+                if ph.index == len(s.units) - 1:  # the stage-1 blocks simply stacked: what stage 2 starts from
+                    rec["stacked_acc"] = evaluate_student(s, cfg.method)
             if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
                 rec["test_acc"] = evaluate_student(s, cfg.method) if ph.kind != "block" else None
             if last_of_net and cfg.stage2.select != "last":
@@ -343,6 +356,8 @@ def finish(cfg: NetGraftConfig, s: Setup, history: list, best: dict | None) -> d
                "teacher_acc": evaluate_teacher(s), "selected_epoch": best["epoch"] if best else "last",
                "select": cfg.stage2.select, "steps": sum(len(range(0, len(s.train_set), cfg.effective_batch))
                                                           * p.epochs for p in phases(cfg)),
+               "stage1_grafted_acc": {h["phase"]: h["grafted_acc"] for h in history if "grafted_acc" in h},
+               "stage1_stacked_acc": next((h["stacked_acc"] for h in history if "stacked_acc" in h), None),
                "first_loss": {h["phase"]: h["loss"] for h in history if h["epoch"] == 0},
                "last_loss": {h["phase"]: h["loss"] for h in history}}
     MetricLogger(out).summary(**summary)
