@@ -14,6 +14,7 @@ import random
 
 import torch
 import torch.nn.functional as F
+from tenfold.data.transforms import normalize_batch
 
 from .config import AugmentConfig
 
@@ -99,9 +100,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tenso
 
 
 def normalize(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    mean = torch.tensor(cfg.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return normalize_batch(x, cfg.mean, cfg.std)
 
 
 def apply_photometric(x: torch.Tensor, params: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:

@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tenfold.data.transforms import normalize_batch
 
 __all__ = ["ViewSpec", "random_resized_crop", "color_jitter", "grayscale", "gaussian_blur", "solarize",
            "make_view", "eval_view", "normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -122,9 +123,7 @@ def solarize(x, p, g, threshold: float = 128 / 255):
 
 
 def normalize(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    return normalize_batch(x, mean, std)
 
 
 def make_view(x: torch.Tensor, spec: ViewSpec, g: torch.Generator, mean=IMAGENET_MEAN, std=IMAGENET_STD):
