@@ -182,3 +182,16 @@ def test_eval_cli_merges(mini_teacher_path, tmp_path, capsys):
 
     res = json.loads(capsys.readouterr().out)
     assert res["test_acc"] == pytest.approx(res["test_acc_merged"]) and res["params_merged"] < res["params"]
+
+
+def test_student_init_prune_is_wired_into_build(mini_teacher_path, tmp_path):
+    ov = tiny_overrides(mini_teacher_path, tmp_path)
+    rand = build(config.load(NetGraftConfig, None, ov))
+    pruned = build(config.load(NetGraftConfig, None, ov + ["model.student_init=prune"]))
+    t_conv = next(m for m in pruned.tpart.blocks[2].modules() if isinstance(m, torch.nn.Conv2d))
+    s_conv = next(m for m in pruned.units[0].body.modules() if isinstance(m, torch.nn.Conv2d))
+    r_conv = next(m for m in rand.units[0].body.modules() if isinstance(m, torch.nn.Conv2d))
+    idx = t_conv.weight.abs().sum((1, 2, 3)).topk(s_conv.out_channels).indices.sort().values
+    assert torch.equal(s_conv.weight, t_conv.weight[idx]) and not torch.equal(r_conv.weight, s_conv.weight)
+    res = run(config.load(NetGraftConfig, None, ov + ["model.student_init=prune", "method=kd"]))
+    assert res["steps"] > 0 and 0.0 <= res["test_acc"] <= 100.0

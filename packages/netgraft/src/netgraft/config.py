@@ -21,6 +21,7 @@ class ModelConfig:
     student_width: int = 32  # CIFAR ResNet students: base width
     positions: list[int] = field(default_factory=lambda: [3, 4, 5])  # K (= number of blocks) is the head
     force_adapters: bool = False  # 1×1 adapters even where widths match
+    student_init: Literal["random", "prune"] = "random"  # prune: teacher's top-L1 filters (extension, VGG only)
     num_classes: int = 10
 
 
@@ -99,6 +100,10 @@ class NetGraftConfig(RunConfig):
         if self.data.cache_prefix and self.data.augment == "crop_flip":
             raise ConfigError("data.cache_prefix needs data.augment=flip or none (random crops change the prefix; "
                               "data.cache_crops=N caches N fixed crops per image instead)")
+        archs = {self.model.teacher_arch, self.model.student_arch}
+        if self.model.student_init == "prune" and (self.method == "scratch" or archs != {"vgg_blockwise"}):
+            raise ConfigError("model.student_init=prune needs VGG-blockwise teacher and student and method "
+                              "netgraft or kd (it copies pruned teacher filters into the grafted units)")
         if self.data.cache_crops < 0 or (self.data.cache_crops and not self.data.cache_prefix):
             raise ConfigError("data.cache_crops needs data.cache_prefix=true and must be ≥ 0")
 

@@ -27,6 +27,7 @@ from .config import NetGraftConfig
 from .fewshot import PrefixCache, Unlabeled, augmentation, crop_views, official_few_shot, split_val
 from .method import Grafted, Student, build_units, graft_loss
 from .models import build_student, build_teacher, copy_prefix_, load_teacher_weights, partition
+from .prune import prune_init_
 
 __all__ = ["Setup", "build", "phases", "run", "evaluate_student", "default_teacher_path"]
 
@@ -126,6 +127,8 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
     if cfg.method != "scratch":
         copy_prefix_(tpart, spart, prefix_end)
     units = build_units(tpart, spart, mc.positions, mc.force_adapters).to(device)
+    if mc.student_init == "prune":
+        prune_init_(tpart, units, mc.positions)
 
     train_ds, test_ds, mean, std = _load_images(cfg)
     pick = official_few_shot(train_ds.labels, cfg.data.n_shot, cfg.data.few_shot_seed, cfg.data.pool_per_class)
