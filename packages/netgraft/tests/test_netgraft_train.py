@@ -195,3 +195,14 @@ def test_student_init_prune_is_wired_into_build(mini_teacher_path, tmp_path):
     assert torch.equal(s_conv.weight, t_conv.weight[idx]) and not torch.equal(r_conv.weight, s_conv.weight)
     res = run(config.load(NetGraftConfig, None, ov + ["model.student_init=prune", "method=kd"]))
     assert res["steps"] > 0 and 0.0 <= res["test_acc"] <= 100.0
+
+
+def test_train_help_lists_every_config_key(capsys):
+    from netgraft.cli import train as train_cli
+
+    with pytest.raises(SystemExit) as e:
+        train_cli(["--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for key in ("model.student_init=random", "data.cache_crops=0", "stage2.lr=0.0001", "stage2.select=last"):
+        assert key in out, key

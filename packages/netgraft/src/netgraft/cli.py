@@ -29,6 +29,8 @@ def train(argv: list[str] | None = None) -> None:
                    help="netgraft (default), kd = plain few-shot KD with the same loss, "
                         "scratch = CE on the shots' labels")
     p.add_argument("--shots", type=int, help="images per class (sets data.n_shot)")
+    p.epilog = (p.epilog or "") + " Config keys (defaults = the official CIFAR-10 10-shot settings): " + \
+        "; ".join(config_mod.flat_defaults(NetGraftConfig)) + "."
     args = parse_args(p, argv)
     if args.method:
         args.overrides.append(f"method={args.method}")
