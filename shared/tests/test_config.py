@@ -107,3 +107,15 @@ def test_flat_defaults_spells_keys_as_overrides_do():
         optim: Inner = dataclasses.field(default_factory=Inner)
 
     assert config.flat_defaults(Outer) == ["name=x", "optim.lr=0.1", "optim.betas=[0.9, 0.99]"]
+
+
+def test_base_parser_lists_schema_keys_in_help():
+    from tenfold import cli
+
+    @dataclasses.dataclass
+    class Cfg:
+        steps: int = 3
+
+    text = " ".join(cli.base_parser("x", "d", schema=Cfg, defaults="the paper's").format_help().split())
+    assert "Config keys (defaults = the paper's): steps=3." in text
+    assert "Config keys" not in cli.base_parser("x", "d").format_help()

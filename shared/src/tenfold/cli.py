@@ -26,8 +26,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def base_parser(prog: str, description: str, config_required: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG, formatter_class=HelpFormatter)
+def base_parser(prog: str, description: str, config_required: bool = False, schema=None,
+                defaults: str = "") -> argparse.ArgumentParser:
+    """The common flags. With `schema` (a config dataclass) the epilog lists every key with its default;
+    `defaults` says where those defaults come from."""
+    epilog = EPILOG
+    if schema is not None:
+        epilog += f" Config keys (defaults{' = ' + defaults if defaults else ''}): " + \
+            "; ".join(config_mod.flat_defaults(schema)) + "."
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
     p.add_argument("--config", "-c", required=config_required,
                    help="YAML config file (see the package's configs/); defaults apply to missing keys")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")

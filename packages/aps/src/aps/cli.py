@@ -15,13 +15,7 @@ from .config import EvalRunConfig, FinetuneConfig, PretrainConfig
 
 __all__ = ["train", "finetune", "evaluate"]
 
-
-def _keys_epilog(p, schema) -> None:
-    """List every config key with its default in --help (the YAML files use the same names)."""
-    from tenfold.config import flat_defaults
-
-    p.epilog = (p.epilog or "") + " Config keys (defaults = the paper's CIFAR ViT-Tiny/2 settings): " + \
-        "; ".join(flat_defaults(schema)) + "."
+PAPER = "the paper's CIFAR ViT-Tiny/2 settings"  # where the config defaults come from
 
 
 def _finish(summary: dict) -> None:
@@ -34,9 +28,8 @@ def _finish(summary: dict) -> None:
 def train(argv: list[str] | None = None) -> None:
     p = base_parser("aps-train", "APS self-supervised pre-training of a ViT: sparse patches of view 1, "
                     "view-2 patches chosen to avoid them, K optimizer steps per batch. sampling.mode=full "
-                    "runs the MoCo-v3-style full-token baseline.")
+                    "runs the MoCo-v3-style full-token baseline.", schema=PretrainConfig, defaults=PAPER)
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
-    _keys_epilog(p, PretrainConfig)
     args = p.parse_args(argv)
     cfg = parse_config(PretrainConfig, args)
     from .train import run
@@ -51,11 +44,11 @@ def train(argv: list[str] | None = None) -> None:
 @main_guard
 def finetune(argv: list[str] | None = None) -> None:
     p = base_parser("aps-finetune", "Fine-tune an APS backbone on all tokens with a linear head "
-                    "(RandAugment, MixUp/CutMix, random erasing, label smoothing; reports best and final top-1).")
+                    "(RandAugment, MixUp/CutMix, random erasing, label smoothing; reports best and final top-1).",
+                    schema=FinetuneConfig, defaults=PAPER)
     p.add_argument("--pretrained", help="aps-train run dir / last.pt or a bare backbone state dict "
                    "(same as pretrained=PATH); omit to train from scratch")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
-    _keys_epilog(p, FinetuneConfig)
     args = p.parse_args(argv)
     if args.pretrained:
         args.overrides = list(args.overrides or []) + [f"pretrained={args.pretrained}"]
@@ -86,9 +79,8 @@ def _load_backbone_state(path: str) -> dict:
 @main_guard
 def evaluate(argv: list[str] | None = None) -> None:
     p = base_parser("aps-eval", "Frozen-feature evaluation of an APS backbone: weighted kNN (cosine) and a "
-                    "linear probe on the full-token CLS feature.")
+                    "linear probe on the full-token CLS feature.", schema=EvalRunConfig, defaults=PAPER)
     p.add_argument("--checkpoint", help="aps-train / aps-finetune run dir or last.pt (omit: random init)")
-    _keys_epilog(p, EvalRunConfig)
     args = p.parse_args(argv)
     if args.checkpoint:
         args.overrides = list(args.overrides or []) + [f"checkpoint={args.checkpoint}"]

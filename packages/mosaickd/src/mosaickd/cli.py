@@ -13,18 +13,8 @@ DATA_HELP = ("Data sets by name: cifar10, cifar100, mnist, svhn, stl10, shapes (
              "data.in_domain_classes=[2,3,4,5,6,7] model.teacher=PATH model.student=wrn16_1")
 
 
-def _keys(schema) -> str:
-    """Every config key with its default, for --help (the meanings: README's configuration table)."""
-    import dataclasses
-
-    from tenfold.config import flat_defaults
-
-    return "Config keys (defaults): " + " ".join(flat_defaults(schema)) if dataclasses.is_dataclass(schema) else ""
-
-
 def _parser(prog, description, schema):
-    p = base_parser(prog, description)
-    p.epilog = (p.epilog or "") + " " + _keys(schema)
+    p = base_parser(prog, description, schema=schema)
     p.add_argument("--stop-at", type=int, help="stop after this many steps / outer iterations (checkpointed; "
                    "continue with --resume)")
     return p

@@ -24,13 +24,12 @@ from .train import check_method, dataset_stats, load_split, normalised, run
 def train(argv: list[str] | None = None) -> None:
     p = base_parser("netgraft-train", "Few-shot knowledge distillation by progressive network grafting "
                     "(stage 1: graft each student block into the frozen teacher; stage 2: graft growing chains). "
-                    "--method kd|scratch runs the baselines on the same few shots and step budget.")
+                    "--method kd|scratch runs the baselines on the same few shots and step budget.",
+                    schema=NetGraftConfig, defaults="the official CIFAR-10 10-shot settings")
     p.add_argument("--method", choices=["netgraft", "kd", "scratch"],
                    help="netgraft (default), kd = plain few-shot KD with the same loss, "
                         "scratch = CE on the shots' labels")
     p.add_argument("--shots", type=int, help="images per class (sets data.n_shot)")
-    p.epilog = (p.epilog or "") + " Config keys (defaults = the official CIFAR-10 10-shot settings): " + \
-        "; ".join(config_mod.flat_defaults(NetGraftConfig)) + "."
     args = parse_args(p, argv)
     if args.method:
         args.overrides.append(f"method={args.method}")

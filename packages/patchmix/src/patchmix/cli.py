@@ -27,16 +27,8 @@ Linear and fine-tune report both last-epoch and best-epoch test accuracy. encode
 when the checkpoint has one."""
 
 
-def _keys(schema) -> str:
-    """'key=default' for every config field, so --help shows what can be overridden."""
-    from tenfold.config import flat_defaults
-
-    return "Config keys (defaults): " + ", ".join(flat_defaults(schema))
-
-
 def _train_parser():
-    p = base_parser("patchmix-train", TRAIN_HELP)
-    p.epilog = f"{p.epilog} {_keys(PretrainConfig)}"
+    p = base_parser("patchmix-train", TRAIN_HELP, schema=PretrainConfig)
     p.add_argument("--steps", type=int, help="total optimizer steps (shortcut for optim.steps=N)")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many steps; resume later")
     return p
@@ -56,8 +48,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _eval_parser():
-    p = base_parser("patchmix-eval", EVAL_HELP)
-    p.epilog = f"{p.epilog} {_keys(EvalConfig)}"
+    p = base_parser("patchmix-eval", EVAL_HELP, schema=EvalConfig)
     p.add_argument("--checkpoint", help="patchmix-train run directory or its last.pt (= checkpoint=PATH)")
     p.add_argument("--protocol", choices=["knn", "linear", "finetune"], help="= protocol=NAME")
     return p
