@@ -218,31 +218,30 @@ def student_from_prefix(s: Setup):
     return fn
 
 
-def evaluate_student(s: Setup, method: str) -> float:
+def _test_accuracy(s: Setup, fn) -> float:
+    """Top-1 % of `fn` on the (possibly cached) test inputs, with the student's modules in eval mode meanwhile."""
     s.units.eval()
     s.student.eval()
-    if method == "scratch":
-        x = s.test_x
-        logits = _logits(s, s.student, x)
-    else:
-        logits = _logits(s, student_from_prefix(s), s.test_x)
-    s.units.train()
-    s.student.train()
+    try:
+        logits = _logits(s, fn, s.test_x)
+    finally:
+        s.units.train()
+        s.student.train()
     return (logits.argmax(1) == s.test_y).float().mean().item() * 100
+
+
+def evaluate_student(s: Setup, method: str) -> float:
+    return _test_accuracy(s, s.student if method == "scratch" else student_from_prefix(s))
 
 
 def evaluate_grafted(s: Setup, model: Grafted) -> float:
     """Test accuracy of a grafted hybrid network (the teacher with a unit or chain in place; logging only)."""
-    s.units.eval()
     start = s.prefix_end if s.cached else 0
-    logits = _logits(s, lambda x: model(x, start=start), s.test_x)
-    s.units.train()
-    return (logits.argmax(1) == s.test_y).float().mean().item() * 100
+    return _test_accuracy(s, lambda x: model(x, start=start))
 
 
 def evaluate_teacher(s: Setup) -> float:
-    fn = (lambda h: s.tpart.forward(h, start=s.prefix_end)) if s.cached else s.teacher
-    return (_logits(s, fn, s.test_x).argmax(1) == s.test_y).float().mean().item() * 100
+    return _test_accuracy(s, (lambda h: s.tpart.forward(h, start=s.prefix_end)) if s.cached else s.teacher)
 
 
 @torch.no_grad()
