@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .method import GraftingUnit
 from .partition import FlattenHead, Partition
 
 __all__ = ["prune_init_"]
@@ -62,22 +61,19 @@ def _fold_head(head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, nn.Linear]:
 @torch.no_grad()
 def prune_init_(teacher: Partition, units: nn.ModuleList, positions: list[int]) -> None:
     """Overwrite the units' weights with the teacher's, pruned to the student's widths (VGG-style blocks)."""
-    keep = None  # teacher channels carried by the current student feature map, in order (None: all)
+    # teacher channels carried by the current student feature map, in order (None: the raw image's)
+    keep = torch.arange(teacher.channels[positions[0] - 1]) if positions[0] > 0 else None
     for unit, pos in zip(units, positions):
-        if not isinstance(unit, GraftingUnit):
-            raise ValueError("student_init=prune needs grafting units")
-        if keep is None:
-            keep = torch.arange(teacher.channels[pos - 1]) if pos > 0 else None
         if keep is not None:
             _selection_(unit.t2s, keep, to_student=True)
-        if pos == teacher.num_blocks:  # the head unit
+        if pos == teacher.num_blocks:  # the head unit (never first: it follows at least one block)
             w1, b1, out = _fold_head(teacher.head)
             lins = _linears(unit.body)
             if len(lins) != 2 or lins[0].out_features > w1.shape[0]:
                 raise ValueError("student_init=prune needs a student head Linear → Linear no wider than the "
                                  "teacher's")
             s1, s2 = lins
-            w1 = w1[:, keep] if keep is not None else w1
+            w1 = w1[:, keep]
             hid = _top_l1(w1, s1.out_features)
             s1.weight.copy_(w1[hid])
             s1.bias.copy_(b1[hid])
