@@ -2,6 +2,7 @@
 #   make demo          install everything, run every package's CPU demo on offline data
 #   make test          install everything, run the spine's and every package's tests (slow ones included)
 #   make test-fast     the same without the `slow` real-data runs
+#   make test-robust   the slow suites under other CPU numerics/seeds (by hand, not CI; see tools/test_robust.py)
 #   make install-<p> / test-<p> / bench-<p> / demo-<p>   one package on its own
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -24,9 +25,9 @@ export TENFOLD_MODELS := $(SHARED_DIR)/models
 endif
 endif
 
-.PHONY: help venv install test test-fast demo lint clean list
+.PHONY: help venv install test test-fast test-robust demo lint clean list
 help:
-	@sed -n '2,6p' Makefile; echo "packages: $(PACKAGES)"
+	@sed -n '2,7p' Makefile; echo "packages: $(PACKAGES)"
 
 list:
 	@echo $(PACKAGES)
@@ -56,6 +57,14 @@ test: install
 
 test-fast:
 	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
+
+# The slow suites under another CPU's numerics (and other seeds): run by hand when a slow test changes.
+ROBUST_SETTINGS ?= avx2
+ROBUST_SEEDS ?= 0
+ROBUST_SUITES ?=
+test-robust: install
+	$(BIN)/python tools/test_robust.py --settings $(ROBUST_SETTINGS) --seeds $(ROBUST_SEEDS) \
+	  $(if $(ROBUST_SUITES),--suites $(ROBUST_SUITES)) --out $(abspath runs)/robust
 
 test-shared: install
 	$(BIN)/python -m pytest shared/tests -q $(PYTEST_ARGS)

@@ -42,12 +42,13 @@ needs_cifar = pytest.mark.skipif(not DATA or not (Path(DATA) / "cifar10" / "trai
 OPT_STEPS = 600  # optimizer steps per arm
 BATCH = 64
 LR = 1e-3  # AdamW lr at this batch (lr_base is per 256 images)
+SEED = int(os.environ.get("TENFOLD_SLOW_SEED", "0"))  # `make test-robust` varies it; calibration at 0
 
 
 def _cfg(out: Path, mode: str) -> PretrainConfig:
     k = 1 if mode == "full" else 4
     return PretrainConfig(
-        out=str(out / mode), seed=0, device="cpu", data_root=DATA, threads=1,
+        out=str(out / mode), seed=SEED, device="cpu", data_root=DATA, threads=1,
         model=ModelConfig(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=2, hidden_dim=256,
                           out_dim=64),
         sampling=SamplingConfig(mode=mode, ratio=0.25, num_subsets=4, power=3.0, flip_aware=True),
@@ -69,7 +70,7 @@ def test_aps_vs_full_token_baseline_on_cifar10(tmp_path):
     APS kNN 30.3 (+2.4), loss 7.884 -> 6.793, pos_cos 0.343, 0.037 s/opt-step; full kNN 29.7 (+1.8), loss
     8.618 -> 5.481, pos_cos 0.549, 0.129 s/opt-step; gap +0.6 points, time ratio 0.29; 179 s CPU, 3.0 min wall."""
     t0 = time.process_time()
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     base = _cfg(tmp_path, "aps")
     et = eval_transform(base.aug.mean, base.aug.std)
     splits = build_splits(base.data, DATA, et, et)

@@ -23,11 +23,12 @@ from cmi.train import Distiller
 from tenfold import runtime
 
 DATA = os.environ.get("TENFOLD_DATA")
+SEED = int(os.environ.get("TENFOLD_SLOW_SEED", "0"))  # `make test-robust` varies it; calibration at 0
 TEACHER = Path(DATA or "/nonexistent").parent / "models" / "cifar10_wrn40_2.pt"
 
 
 def _arm(tmp_path, name, *extra):
-    argv = ["--device", "cpu", "--seed", "0", "--data-root", DATA, f"teacher.path={TEACHER}",
+    argv = ["--device", "cpu", "--seed", str(SEED), "--data-root", DATA, f"teacher.path={TEACHER}",
             "student.arch=wrn16_1", "data.test_subset=2000", "eval_teacher=false",
             "synth.batch_size=16", "synth.g_steps=36", "synth.lr_g=0.05", "synth.bank_size=256", "synth.n_neg=128",
             "synth.head_dim=64", "kd.epochs=1", "kd.ep_steps=180", "kd.kd_steps=60", "kd.batch_size=16",

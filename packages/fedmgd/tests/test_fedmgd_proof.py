@@ -30,7 +30,8 @@ from tenfold.config import load
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_cpu_proof.yaml"
 DATA = os.environ.get("TENFOLD_DATA")
-SEEDS = (0, 1, 2)
+SEED = int(os.environ.get("TENFOLD_SLOW_SEED", "0"))  # `make test-robust` varies it; calibration at 0
+SEEDS = (SEED, SEED + 1, SEED + 2)
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def _ms(xs):
 def test_fedmgd_beats_fedavg_on_skewed_mnist(tmp_path):
     t0 = time.process_time()
     cfg = lambda *o: load(FedMGDConfig, CONFIG, [f"data_root={DATA}"] + list(o))
-    base = cfg(f"out={tmp_path / 'mgd0'}", "seed=0")
+    base = cfg(f"out={tmp_path / 'mgd0'}", f"seed={SEED}")
     fed = build_federated_data(base)
     res = {"mgd": [], "avg_same": [], "avg_scratch": []}
     first = run(base, fed=fed, log=_quiet)
