@@ -9,7 +9,7 @@ import pytest
 import torch
 from mgc.cli import _eval_cli, _export_cli, _train_cli
 from mgc.config import TrainConfig
-from mgc.export import load_backbone
+from mgc.export import from_timm_layout, load_backbone
 from mgc.train import build, train
 from tenfold.config import load
 from tenfold.nets import VisionTransformer
@@ -106,7 +106,7 @@ def test_export_loads_strict_into_plain_vit_and_eval_runs(tmp_path, capsys):
     sd = torch.load(tmp_path / "bb.pt", weights_only=True)
     assert not any(k.startswith(("base_encoder", "momentum", "projectors", "predictors")) for k in sd)
     plain = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, pos_embed="sincos")
-    plain.load_state_dict(sd, strict=True)
+    plain.load_state_dict(from_timm_layout(sd), strict=True)
     ck = torch.load(out / "last.pt", weights_only=False)["state"]["model"]
     assert torch.equal(sd["blocks.0.attn.qkv.weight"], ck["base_encoder.blocks.0.attn.qkv.weight"])
     _export_cli([str(out), str(tmp_path / "mom.pt"), "--encoder", "momentum"])

@@ -1,6 +1,10 @@
 """Backbone export for downstream code (spec 2.7): strip the `base_encoder.` (or `momentum_encoder.`)
-prefix, drop heads and the other branch, write a plain state_dict + a JSON with the ViT settings
-(8 heads, sin-cos positions: a standard 6-head ViT-S would silently mismatch, pitfall 9)."""
+prefix, drop heads and the other branch, write a state_dict in the timm / DINO ViT layout + a JSON with the
+ViT settings (8 heads, sin-cos positions: a standard 6-head ViT-S would silently mismatch, pitfall 9).
+
+The layout matters because mmdet/mmseg backbones load ViT weights with `strict=False`: under the spine's own
+names (`patch_embed.weight`, `mlp.0/2`) the patch embedding and every MLP would silently stay random there.
+Exports written before the timm layout (spine names) still load."""
 from __future__ import annotations
 
 import json
@@ -16,9 +20,43 @@ from .config import TrainConfig
 from .model import MGC, build_vit
 
 __all__ = ["load_training_checkpoint", "backbone_state", "export_backbone", "load_backbone", "is_export",
-           "load_any_backbone"]
+           "load_any_backbone", "to_timm_layout", "from_timm_layout", "timm_kwargs"]
 
 EXPORT_TAG = "mgc-backbone"
+LAYOUT = "timm"
+
+# spine name fragment -> timm name fragment; everything else (cls_token, pos_embed, norm*, attn.*) is shared
+_RENAMES = (("patch_embed.weight", "patch_embed.proj.weight"), ("patch_embed.bias", "patch_embed.proj.bias"),
+            (".mlp.0.", ".mlp.fc1."), (".mlp.2.", ".mlp.fc2."))
+
+
+def _rename(sd: dict, pairs) -> dict:
+    out = {}
+    for k, v in sd.items():
+        for a, b in pairs:
+            if k == a or (a.startswith(".") and a in k):
+                k = k.replace(a, b)
+                break
+        out[k] = v
+    return out
+
+
+def to_timm_layout(sd: dict) -> dict:
+    """Spine ViT state_dict -> timm `VisionTransformer` names (patch_embed.proj.*, blocks.i.mlp.fc1/fc2)."""
+    return _rename(sd, _RENAMES)
+
+
+def from_timm_layout(sd: dict) -> dict:
+    """Inverse of `to_timm_layout`; a state_dict already in the spine layout passes through unchanged."""
+    return _rename(sd, [(b, a) for a, b in _RENAMES])
+
+
+def timm_kwargs(vit_meta: dict) -> dict:
+    """Arguments of `timm.models.vision_transformer.VisionTransformer` that accept the export strictly."""
+    return {"img_size": vit_meta["img_size"], "patch_size": vit_meta["patch_size"],
+            "embed_dim": vit_meta["embed_dim"], "depth": vit_meta["depth"], "num_heads": vit_meta["num_heads"],
+            "mlp_ratio": 4.0, "qkv_bias": vit_meta.get("qkv_bias", True), "class_token": vit_meta["cls_token"],
+            "global_pool": "token", "num_classes": 0}
 
 
 def load_training_checkpoint(path) -> tuple[TrainConfig, MGC, dict]:
@@ -49,11 +87,12 @@ def _vit_meta(cfg: TrainConfig) -> dict:
 
 def export_backbone(ckpt_path, out_path, encoder: str = "base") -> Path:
     cfg, _, ck = load_training_checkpoint(ckpt_path)
-    sd = backbone_state(ck["state"]["model"], encoder)
+    sd = to_timm_layout(backbone_state(ck["state"]["model"], encoder))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, out)
-    meta = {"format": EXPORT_TAG, "arch": "vit", "vit": _vit_meta(cfg), "encoder": encoder,
+    meta = {"format": EXPORT_TAG, "arch": "vit", "layout": LAYOUT, "vit": _vit_meta(cfg),
+            "timm_kwargs": timm_kwargs(_vit_meta(cfg)), "encoder": encoder,
             "step": ck.get("loop", {}).get("step"), "source": str(ckpt_path),
             "features": "final-LayerNorm patch tokens (CLS unused in pre-training)",
             "train_config": to_dict(cfg)}
@@ -84,7 +123,7 @@ def load_backbone(path) -> tuple[VisionTransformer, dict]:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{p}: cannot read backbone weights ({str(e).splitlines()[0]})") from None
-    checkpoint.load_module_state(vit, sd, what=f"backbone {p.name}")
+    checkpoint.load_module_state(vit, from_timm_layout(sd), what=f"backbone {p.name}")
     return vit, meta
 
 
