@@ -1,7 +1,12 @@
-"""Timing with warm-up and median (CUDA events on GPU), peak memory, FLOPs and MFU, JSON output."""
+"""Timing with warm-up and median (CUDA events on GPU), peak memory, FLOPs and MFU, JSON output, and the
+GPU-benchmark report every package's bench/gpu.py writes (gpu_parser + gpu_report)."""
 from __future__ import annotations
 
+import argparse
+import os
+import platform
 import statistics
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -12,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .meters import write_json
 
 __all__ = ["time_it", "peak_memory", "TensorMemoryTracker", "count_flops", "mfu", "PEAK_BF16_TFLOPS",
-           "write_json", "device_name"]
+           "write_json", "device_name", "gpu_parser", "gpu_report", "GpuReport"]
 
 # Dense bf16 tensor-core peaks (TFLOP/s) used for MFU.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
@@ -21,8 +26,6 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A
 def device_name(device: torch.device | None = None) -> str:
     if device is not None and device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
-
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
@@ -132,3 +135,73 @@ def mfu(flops: float, seconds: float, device: torch.device | None = None, peak_t
         if peak_tflops is None:
             return None
     return flops / seconds / (peak_tflops * 1e12)
+
+
+def gpu_parser(package: str, description: str | None = None) -> argparse.ArgumentParser:
+    """The command line every packages/<p>/bench/gpu.py accepts (the root driver passes these)."""
+    ap = argparse.ArgumentParser(prog=f"{package}/bench/gpu.py", description=description)
+    ap.add_argument("--out", required=True, help="folder for <package>.json (rewritten after every measurement)")
+    ap.add_argument("--smoke", action="store_true", help="the same code path on the CPU with tiny sizes (< 30 s)")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds this package may use (default 60)")
+    ap.add_argument("--data-root", default=None, help="data folder (default $TENFOLD_DATA)")
+    ap.add_argument("--models-root", default=None, help="teachers folder (default $TENFOLD_MODELS)")
+    ap.add_argument("--long", action="store_true", help="also the longer measurements (BUDGET=long)")
+    return ap
+
+
+class GpuReport:
+    """`<out>/<package>.json` with keys package, device, torch, smoke, rows, skipped, rewritten atomically after
+    every row so a run killed by its timeout keeps everything measured so far."""
+
+    def __init__(self, package: str, out: str | os.PathLike, device: torch.device, smoke: bool,
+                 budget_s: float | None = None):
+        self.package, self.device, self.smoke = package, torch.device(device), bool(smoke)
+        self.path = os.path.join(os.fspath(out), f"{package}.json")
+        self.rows: list[dict] = []
+        self.skipped: str | None = None
+        self.start = time.monotonic()
+        self.budget_s = budget_s
+        self.write()
+
+    def remaining(self) -> float:
+        """Seconds left of the budget (inf without one): measurements that do not fit are left out."""
+        if self.budget_s is None:
+            return float("inf")
+        return self.budget_s - (time.monotonic() - self.start)
+
+    def data(self) -> dict:
+        return {"package": self.package, "device": device_name(self.device), "torch": torch.__version__,
+                "smoke": self.smoke, "rows": list(self.rows), "skipped": self.skipped}
+
+    def write(self) -> None:
+        write_json(self.path, self.data())
+
+    def row(self, what: str, value: float | int | None, unit: str) -> dict:
+        """One table row (throughput, peak memory MiB, a ratio ...); None records a measurement that could not
+        be made (e.g. MFU on an unknown GPU)."""
+        if value is not None:
+            value = float(value)
+        r = {"what": str(what), "value": value, "unit": str(unit)}
+        self.rows.append(r)
+        self.write()
+        print(f"{self.package}: {what} = {value if value is None else f'{value:.4g}'} {unit}", flush=True)
+        return r
+
+    def skip(self, reason: str, exit: bool = True) -> None:
+        """Record why the benchmark did not run (data or teacher missing, no GPU) and exit 0 by default."""
+        self.skipped = " ".join(str(reason).split())
+        self.write()
+        print(f"{self.package}: skipped: {self.skipped}", flush=True)
+        if exit:
+            sys.exit(0)
+
+
+def gpu_report(package: str, args: argparse.Namespace) -> GpuReport:
+    """The report for a gpu.py run: device cpu under --smoke, else cuda; a run without --smoke on a machine
+    without CUDA is recorded as skipped and exits 0."""
+    if args.smoke:
+        return GpuReport(package, args.out, torch.device("cpu"), True, args.budget)
+    if not torch.cuda.is_available():
+        rep = GpuReport(package, args.out, torch.device("cpu"), False, args.budget)
+        rep.skip("CUDA is not available (run with --smoke for the CPU check)")
+    return GpuReport(package, args.out, torch.device("cuda"), False, args.budget)

@@ -31,6 +31,7 @@ class RunConfig:
     out: str = "runs/default"  # run directory: config.yaml, metrics.jsonl, checkpoints, summary.json
     data_root: str | None = None  # overrides $TENFOLD_DATA
     deterministic: bool = False  # torch.use_deterministic_algorithms + cudnn.deterministic
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # autocast dtype on CUDA (runtime.autocast); CPU runs fp32
 
 
 def _hints(cls) -> dict[str, Any]:
@@ -203,6 +204,21 @@ def _merge_defaults(cls, data: dict, prefix: str = "") -> dict:
     return data
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                m = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", m)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | os.PathLike | None) -> dict:
     """The mapping in a YAML file ({} for None), with one-line errors for a missing or malformed file."""
     if path is None:
@@ -211,9 +227,12 @@ def read_yaml(path: str | os.PathLike | None) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}:{where} not valid YAML ({what})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of keys")
     return data
@@ -229,6 +248,8 @@ def load(cls, path: str | os.PathLike | None = None, overrides: list[str] | None
 def save(cfg, path: str | os.PathLike) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    # keep the '# history: ' lines tenfold.rundir records on resume (what ran when)
+    history = [ln for ln in p.read_text().splitlines() if ln.startswith("# history: ")] if p.is_file() else []
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.write_text("".join(ln + "\n" for ln in history) + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     os.replace(tmp, p)

@@ -10,8 +10,8 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["select_device", "autocast", "num_threads", "seed_everything", "set_deterministic", "rng_state",
-           "set_rng_state"]
+__all__ = ["select_device", "autocast", "grad_scaler", "PRECISIONS", "num_threads", "seed_everything",
+           "set_deterministic", "rng_state", "set_rng_state"]
 
 
 def select_device(pref: str | torch.device | None = "auto") -> torch.device:
@@ -37,11 +37,33 @@ def select_device(pref: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; full fp32 elsewhere (CPU bf16 is slower and changes numerics)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("bf16", "fp16", "fp32")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def autocast(device: torch.device, precision: str | bool = "bf16", enabled: bool = True):
+    """Autocast to `precision` (bf16 | fp16) on CUDA; a null context for fp32 and for every other device (CPU bf16
+    is slower there and changes numerics). `autocast(device, cfg.amp)` (a bool second argument, the older form)
+    still means bf16 when true and fp32 when false."""
+    if isinstance(precision, bool):
+        enabled, precision = enabled and precision, "bf16"
+    _check_precision(precision)
+    if enabled and precision != "fp32" and torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=_DTYPES[precision])
     return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, precision: str = "bf16") -> torch.amp.GradScaler:
+    """Loss scaler for fp16 on CUDA; a disabled (pass-through) scaler otherwise, so training loops call
+    scale/step/update unconditionally. bf16 has fp32's exponent range and needs no scaling."""
+    on = _check_precision(precision) == "fp16" and torch.device(device).type == "cuda"
+    return torch.amp.GradScaler("cuda" if on else "cpu", enabled=on)
 
 
 @contextlib.contextmanager
