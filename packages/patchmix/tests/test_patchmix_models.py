@@ -189,9 +189,9 @@ def test_one_m_per_step_reaches_every_mix_and_target(monkeypatch):
     import patchmix.train as tr
 
     seen_mix, seen_targets = [], []
-    real_mix, real_targets = tr.patch_mix, tr.soft_targets
+    real_mix, real_targets = tr.patch_mix, tr.step_targets
     monkeypatch.setattr(tr, "patch_mix", lambda x, m, p, g: (seen_mix.append(m), real_mix(x, m, p, g))[1])
-    monkeypatch.setattr(tr, "soft_targets",
+    monkeypatch.setattr(tr, "step_targets",
                         lambda n, m, *a, **k: (seen_targets.append(m), real_targets(n, m, *a, **k))[1])
     cfg = tiny_cfg("aug.local_crops=2", "aug.local_size=16", "mix.mix_num=[2,3,4]")
     step, _, _ = make_step(cfg)

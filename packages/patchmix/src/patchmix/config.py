@@ -66,10 +66,16 @@ class LossConfig:
     w_m2m: float = 0.5
     w_multi: float = 1.0
     w_multi_mix: float = 1.0
+    # Label smoothing eps of the original->original targets Y_oo (L_src, L_multi), separate from mix.smoothing:
+    # the reference builds its un-mixed targets with PatchMixer's default eps = 0.1 while its configs give the
+    # mixed targets eps = 0, so 0.1 reproduces the paper; 0 gives one-hot Y_oo.
+    o2o_smoothing: float = 0.1
 
     def validate(self):
         if self.temp <= 0 or self.warmup_temp <= 0:
             raise ConfigError("loss.temp and loss.warmup_temp must be > 0")
+        if not 0.0 <= self.o2o_smoothing < 1.0:
+            raise ConfigError(f"loss.o2o_smoothing must be in [0, 1), got {self.o2o_smoothing}")
 
 
 @dataclass

@@ -12,8 +12,9 @@ from tenfold.loop import Trainer
 from .augment import ViewSpec, make_view
 from .config import PretrainConfig
 from .data import load_split, to_unit
-from .method import MixDraw, PatchMixer, patch_mix, soft_info_nce, soft_targets
+from .method import MixDraw, PatchMixer, patch_mix
 from .models import MomentumEncoder, Online, build_models, ema_update, export_backbone, momentum_at
+from .objective import mocov3_terms, patchmix_terms, src_terms, step_targets, weighted_loss
 from .schedules import lr_at, param_groups, temp_at, wd_at
 
 __all__ = ["StepFn", "step_seed", "view_specs", "build_optimizer", "pretrain", "KIND"]
@@ -97,24 +98,23 @@ class StepFn:
         x1, x2 = make_view(x, self.v1, g, mean, std), make_view(x, self.v2, g, mean, std)
         n = x1.shape[0]
         gather = self.world > 1
-        ell = lambda q, k, y: soft_info_nce(q, k, y, temp, gather=gather)  # noqa: E731
-        y_oo, _, _ = soft_targets(n, 1, self.rank, self.world, 0.0, x.device)
+        o2o = lc.o2o_smoothing
         with runtime.autocast(self.device, cfg.amp):
             if lc.objective == "src_only":
                 (q1,) = self.online([x1])
                 (k2,) = self.keys([x2])
-                l_src = ell(q1, k2, y_oo)
-                return {"loss": lc.w_src * l_src, "l_src": l_src}
+                y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x.device).y_oo
+                terms = src_terms(q1, k2, y_oo, temp, gather)
+                return {"loss": weighted_loss(terms, w_src=lc.w_src), **terms}
             if lc.objective == "mocov3":
                 q1, q2 = self.online([x1, x2])
                 k1, k2 = self.keys([x1, x2])
-                l_src = ell(q1, k2, y_oo)
-                return {"loss": l_src + ell(q2, k1, y_oo), "l_src": l_src}
+                y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x.device).y_oo
+                terms = mocov3_terms(q1, q2, k1, k2, y_oo, temp, gather)
+                return {"loss": terms["l_src"] + terms["l_src_rev"], **terms}
             draw = self.mixer.draw(rng)  # one m per step for both views and all local crops (fixes Q6)
-            _, y_mo, y_mm = soft_targets(n, draw.m, self.rank, self.world, cfg.mix.smoothing, x.device,
-                                         scope=cfg.mix.scope)
-            if cfg.mix.smoothing > 0:
-                y_oo = soft_targets(n, 1, self.rank, self.world, cfg.mix.smoothing, x.device)[0]
+            targets = step_targets(n, draw.m, self.rank, self.world, cfg.mix.smoothing, o2o, x.device,
+                                   scope=cfg.mix.scope)
             with torch.no_grad():
                 x1m, x2m = self.mix(x1, draw, g, g_global), self.mix(x2, draw, g, g_global)
             batches = [x1, x2m]
@@ -126,18 +126,10 @@ class StepFn:
                 batches += [torch.cat(local), torch.cat(local_mix)]
             qs = self.online(batches)
             k1, k2, mk1 = self.keys([x1, x2, x1m])
-            q1, mq2 = qs[0], qs[1]
-            l_src, l_m2o, l_m2m = ell(q1, k2, y_oo), ell(mq2, k1, y_mo), ell(mq2, mk1, y_mm)
-            loss = lc.w_src * l_src + lc.w_m2o * l_m2o + lc.w_m2m * l_m2m
-            out = {"l_src": l_src, "l_m2o": l_m2o, "l_m2m": l_m2m, "m": float(draw.m)}
-            if nl:
-                qv, qvm = qs[2].chunk(nl), qs[3].chunk(nl)
-                l_multi = sum(ell(q, k1, y_oo) + ell(q, k2, y_oo) for q in qv) / nl
-                l_multi_mix = sum(ell(q, k1, y_mo) + ell(q, k2, y_mo) for q in qvm) / nl
-                loss = loss + lc.w_multi * l_multi + lc.w_multi_mix * l_multi_mix
-                out.update(l_multi=l_multi, l_multi_mix=l_multi_mix)
-            out["loss"] = loss
-            return out
+            q_local, q_local_mix = (qs[2].chunk(nl), qs[3].chunk(nl)) if nl else ((), ())
+            terms = patchmix_terms(qs[0], qs[1], k1, k2, mk1, targets, temp, q_local, q_local_mix, gather)
+            loss = weighted_loss(terms, lc.w_src, lc.w_m2o, lc.w_m2m, lc.w_multi, lc.w_multi_mix)
+            return {**terms, "m": float(draw.m), "loss": loss}
 
     def __call__(self, batch, state) -> dict:
         x = to_unit(batch[0]).to(self.device, non_blocking=True)
