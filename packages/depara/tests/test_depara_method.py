@@ -275,3 +275,37 @@ def test_no_accumulation_across_models_on_shared_probes():
     build_graph(a, probes, GraphOptions(batch_size=3))
     after = build_graph(b, probes, GraphOptions(batch_size=3))
     assert torch.equal(alone.V, after.V) and probes.grad is None and not probes.requires_grad
+
+
+def _row_cos(a, b):
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1)
+
+
+@pytest.mark.parametrize("node_dtype", ["float32", "float16"])
+def test_objective_sum_or_mean_leaves_node_cosines_unchanged(node_dtype):
+    """README: graph.objective (sum | mean) does not change any cosine -- with reference_accumulation off, the
+    combination the README promises, for whole-model graphs and layer graphs, fp32 and fp16 node storage."""
+    net = _tiny_bn_net().eval()
+    x = torch.randn(7, 3, 24, 24)  # 7 probes in batches of 3: the last batch is smaller (another mean factor)
+    kw = dict(batch_size=3, center_features=False, node_dtype=node_dtype)
+    for build in (lambda o: {"model": build_graph(net, x, o, model=net)},
+                  lambda o: layer_graphs(net, ["0", "3", "6"], x, o)):
+        gs, gm = build(GraphOptions(objective="sum", **kw)), build(GraphOptions(objective="mean", **kw))
+        for k in gs:
+            assert _row_cos(gs[k].V, gm[k].V).min() > 0.999, (k, node_dtype)
+            assert float(node_similarity(gs[k].V, gm[k].V)) == pytest.approx(1.0, abs=1e-3)
+            assert torch.equal(gs[k].E, gm[k].E)
+
+
+def test_objective_matters_with_reference_accumulation():
+    """The exception the README states: the accumulated map of layer k sums the gradients of layers 1..k, and
+    'mean' weights each layer by 1/(B*K_l), a different factor per layer, so the direction of the sum changes."""
+    torch.manual_seed(0)  # layers of very different sizes (8192, 512, 16 units), as in a real CNN
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.MaxPool2d(4), nn.Conv2d(8, 4, 3, padding=1)).eval()
+    x = torch.randn(6, 3, 32, 32)
+    kw = dict(batch_size=3, center_features=False, reference_accumulation=True)
+    gs = layer_graphs(net, ["0", "3", "6"], x, GraphOptions(objective="sum", **kw))
+    gm = layer_graphs(net, ["0", "3", "6"], x, GraphOptions(objective="mean", **kw))
+    assert _row_cos(gs["0"].V, gm["0"].V).min() > 0.999  # the first layer has nothing accumulated
+    assert _row_cos(gs["6"].V, gm["6"].V).mean() < 0.95

@@ -26,7 +26,8 @@ class GraphOptions:
     attribution: str = "grad_input"  # grad_input (DEPARA) | saliency | elrp (ablations)
     channel_reduce: str = "abs_mean"  # abs_mean (layer-selection code, default) | mean (Taskonomy, signed)
     center_features: bool = True  # centre edge features over the probes (model selection); False for layers
-    objective: str = "sum"  # s(y) = sum of all units (DeepExplain) | mean (PyTorch code); cosine ignores it
+    objective: str = "sum"  # sum of all units (DeepExplain) | mean (PyTorch code); no cosine depends on it
+    # unless reference_accumulation=True (the mean weights each accumulated layer by its own 1/(B*K_l))
     batch_size: int = 50
     node_dtype: str = "float32"  # float16 halves the memory of n x H x W maps
     node_pool: int = 1  # >1: average-pool attribution maps by this factor (memory; a documented deviation)
