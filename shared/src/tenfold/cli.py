@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import config as config_mod
-from .errors import TenfoldError
+from . import rundir, signals
+from .errors import RunStopped, TenfoldError
 
-__all__ = ["base_parser", "parse_args", "parse_config", "main_guard", "HelpFormatter"]
+__all__ = ["base_parser", "parse_args", "parse_config", "prepare_run", "main_guard", "HelpFormatter"]
 
 EPILOG = ("Any config field can be overridden as KEY=VALUE with dotted keys, e.g. optim.lr=0.05 "
           "model.depth=6. Unknown keys and wrong types are rejected with the closest valid key.")
@@ -27,9 +28,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def base_parser(prog: str, description: str, config_required: bool = False, schema=None,
-                defaults: str = "") -> argparse.ArgumentParser:
+                defaults: str = "", train: bool = False) -> argparse.ArgumentParser:
     """The common flags. With `schema` (a config dataclass) the epilog lists every key with its default;
-    `defaults` says where those defaults come from."""
+    `defaults` says where those defaults come from. `train=True` marks a training CLI: its --out is protected
+    (see tenfold.rundir) and it gets --overwrite, --resume-if-exists and --accept-config-change."""
     epilog = EPILOG
     if schema is not None:
         epilog += f" Config keys (defaults{' = ' + defaults if defaults else ''}): " + \
@@ -40,7 +42,17 @@ def base_parser(prog: str, description: str, config_required: bool = False, sche
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--out", help="run directory (config.yaml, metrics.jsonl, last.pt, summary.json)")
     p.add_argument("--resume", nargs="?", const="auto",
-                   help="continue exactly from a checkpoint file or run directory; bare --resume uses <out>/last.pt")
+                   help="continue exactly from a checkpoint file or run directory; bare --resume uses <out>/last.pt"
+                        + (" and fails when there is none" if train else ""))
+    if train:
+        p.add_argument("--resume-if-exists", action="store_true",
+                       help="resume from <out>/last.pt when it exists, else start fresh (for requeue scripts)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an --out that holds a run, moving the old run to <out>.old-<time>")
+        p.add_argument("--accept-config-change", action="store_true",
+                       help="on resume, apply config changes beyond step/epoch limits and logging/eval settings "
+                            "(e.g. a new learning rate); they are recorded in config.yaml")
+        p.set_defaults(tenfold_train=True)
     p.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--data-root", help="data directory (default: $TENFOLD_DATA, else ~/.cache/tenfold/data)")
@@ -59,7 +71,19 @@ def parse_config(schema, args: argparse.Namespace):
         val = getattr(args, flag, None)
         if val is not None:
             overrides.append(f"{key}={val}")
-    return config_mod.load(schema, args.config, overrides)
+    cfg = config_mod.load(schema, args.config, overrides)
+    prepare_run(cfg, args)
+    return cfg
+
+
+def prepare_run(cfg, args: argparse.Namespace) -> None:
+    """For training parsers: protect --out and settle args.resume (None, 'auto' or a path) before the run
+    writes anything; see tenfold.rundir. A no-op for parsers built without train=True."""
+    if not getattr(args, "tenfold_train", False) or getattr(args, "tenfold_prepared", False):
+        return
+    args.resume = rundir.prepare(cfg, args.resume, overwrite=args.overwrite, if_exists=args.resume_if_exists,
+                                 accept_change=args.accept_config_change)
+    args.tenfold_prepared = True
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +96,7 @@ def main_guard(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
+        signals.install()
         try:
             # Returned values reach Python callers (tests, notebooks); entry points that are console scripts
             # should return None or an int, since the script wrapper passes the value to sys.exit.
@@ -82,5 +107,8 @@ def main_guard(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             print("interrupted; resume with --resume", file=sys.stderr)
             sys.exit(130)
+        except RunStopped as e:
+            print(e.message, file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)
 
     return wrapper

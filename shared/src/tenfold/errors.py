@@ -19,3 +19,13 @@ class CheckpointError(TenfoldError):
 
 class NonFiniteLossError(TenfoldError):
     pass
+
+
+class RunStopped(BaseException):
+    """A run stopped by SIGTERM/SIGUSR1 (after saving, when a loop was polling). A BaseException, like
+    KeyboardInterrupt, so that `except Exception` in method code cannot swallow it."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.message = message

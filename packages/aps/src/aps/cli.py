@@ -28,7 +28,8 @@ def _finish(summary: dict) -> None:
 def train(argv: list[str] | None = None) -> None:
     p = base_parser("aps-train", "APS self-supervised pre-training of a ViT: sparse patches of view 1, "
                     "view-2 patches chosen to avoid them, K optimizer steps per batch. sampling.mode=full "
-                    "runs the MoCo-v3-style full-token baseline.", schema=PretrainConfig, defaults=PAPER)
+                    "runs the MoCo-v3-style full-token baseline.", schema=PretrainConfig, defaults=PAPER,
+                    train=True)
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
     args = p.parse_args(argv)
     cfg = parse_config(PretrainConfig, args)
@@ -45,7 +46,7 @@ def train(argv: list[str] | None = None) -> None:
 def finetune(argv: list[str] | None = None) -> None:
     p = base_parser("aps-finetune", "Fine-tune an APS backbone on all tokens with a linear head "
                     "(RandAugment, MixUp/CutMix, random erasing, label smoothing; reports best and final top-1).",
-                    schema=FinetuneConfig, defaults=PAPER)
+                    schema=FinetuneConfig, defaults=PAPER, train=True)
     p.add_argument("--pretrained", help="aps-train run dir / last.pt or a bare backbone state dict "
                    "(same as pretrained=PATH); omit to train from scratch")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
@@ -108,7 +109,8 @@ def evaluate(argv: list[str] | None = None) -> None:
                       cfg.eval.batch_size, splits.num_classes)
     summary = {"checkpoint": cfg.checkpoint, "knn_top1": res["knn_top1"], "knn_top5": res["knn_top5"]}
     if cfg.eval.linear_probe:
-        summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=splits.num_classes))
+        summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=splits.num_classes,
+                                            ecfg=cfg.eval))
     from tenfold.meters import write_json
 
     write_json(Path(cfg.out) / "summary.json", summary)

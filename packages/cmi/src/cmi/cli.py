@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tenfold import config as config_mod
-from tenfold.cli import base_parser, main_guard
+from tenfold.cli import base_parser, main_guard, prepare_run
 from tenfold.errors import ConfigError
 
 from .config import METHODS, DistillConfig, SynthesizeConfig, TeacherTrainConfig, preset
@@ -48,7 +47,7 @@ def distill_parser() -> argparse.ArgumentParser:
                     "alone (CMI or a baseline) and distil it into the student; evaluates on the real test set. "
                     "Main keys: teacher.path, student.arch, data.dataset, synth.{batch_size,g_steps,lr_g,bn,oh,adv,cr,"
                     "cr_T,bank_size,n_neg,head_dim,feature_layers}, kd.{epochs,ep_steps,kd_steps,batch_size,lr,T,"
-                    "init_pool} (table in the package README; defaults = the paper's scratch-CMI script).")
+                    "init_pool} (table in the package README; defaults = the paper's scratch-CMI script).", train=True)
     p.add_argument("--method", choices=METHODS,
                    help="cmi (contrastive model inversion), deepinversion, dafl, zskt, dfq, dfad (baselines, their "
                         "reference settings are applied first), vanilla (KD on real training images: the upper "
@@ -60,25 +59,24 @@ def distill_parser() -> argparse.ArgumentParser:
 def distill_main(argv=None):
     args = distill_parser().parse_intermixed_args(argv)
     cfg = load_distill_config(args)
+    prepare_run(cfg, args)  # --out safety and resume checks (tenfold.rundir)
     from .train import distill
 
-    resume = args.resume
-    if resume == "auto" and not (Path(cfg.out) / "last.pt").is_file():
-        raise ConfigError(f"--resume: no checkpoint at {cfg.out}/last.pt (pass a file or the run's --out)")
-    distill(cfg, resume=resume)
+    distill(cfg, resume=args.resume)
 
 
 @main_guard
 def synthesize_main(argv=None):
     p = base_parser("cmi-synthesize", "Invert the teacher only (CMI or DeepInversion, no student) and export the "
                     "images as <out>/pool.npz (+ PNGs with png=true), e.g. as a pre-inverted warm start for "
-                    "cmi-distill kd.init_pool=<out>/pool.npz.")
+                    "cmi-distill kd.init_pool=<out>/pool.npz.", train=True)
     p.add_argument("--method", choices=["cmi", "deepinversion"], help="synthesizer (default: cmi)")
     args = p.parse_intermixed_args(argv)
     overrides = _common_overrides(args)
     if args.method:
         overrides.append(f"method={args.method}")
     cfg = config_mod.load(SynthesizeConfig, args.config, overrides)
+    prepare_run(cfg, args)
     from .synthesize import synthesize
 
     synthesize(cfg, resume=args.resume)
@@ -88,9 +86,10 @@ def synthesize_main(argv=None):
 def teacher_main(argv=None):
     p = base_parser("cmi-teacher", "Train a teacher (or a 'student from scratch') on real data, the reference "
                     "train_scratch.py; writes <out>/teacher.pt + teacher.json usable as teacher.path. Works under "
-                    "torchrun.")
+                    "torchrun.", train=True)
     args = p.parse_intermixed_args(argv)
     cfg = config_mod.load(TeacherTrainConfig, args.config, _common_overrides(args))
+    prepare_run(cfg, args)
     from .teacher import train_teacher
 
     train_teacher(cfg, resume=args.resume)

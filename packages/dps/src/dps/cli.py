@@ -34,7 +34,7 @@ def _model_overrides(args) -> None:
 def train_parser():
     p = base_parser("dps-train", "Train DPS (GAS + TDS samplers, fusion) or a TGAT baseline on temporal link "
                     "prediction: split, fit α (TDS), pretrain GAS + top-K table, train with early stopping, "
-                    "test AUC/AP/accuracy/F1. Artifacts, checkpoints and summary.json go to --out.")
+                    "test AUC/AP/accuracy/F1. Artifacts, checkpoints and summary.json go to --out.", train=True)
     p.add_argument("--model", choices=list(MODEL_CHOICES),
                    help="dps = GAS+TDS with fusion (the paper); tgat / tgat-uniform = TGAT with uniform "
                         "sampling; tgat-recent = most-recent sampling; tds / gas = single-sampler ablations "

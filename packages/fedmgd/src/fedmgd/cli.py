@@ -15,7 +15,8 @@ __all__ = ["train_main", "partition_main"]
 def train_main(argv: list[str] | None = None) -> int:
     p = base_parser("fedmgd-train", "Train FedMGD (global conditional GAN + federated enhancement) or a baseline "
                     "(FedAvg, FedProx, SCAFFOLD, FedLC, Local) on a label-skewed partition. Clients are simulated "
-                    "in one process; under torchrun they are spread over the ranks (client k on rank k % world).")
+                    "in one process; under torchrun they are spread over the ranks (client k on rank k % world).",
+                    train=True)
     p.add_argument("--method", choices=METHODS, help="federated method (sets fl.method)")
     p.add_argument("--seeds", type=int, nargs="+",
                    help="independent runs (fresh models, own Stage 1) in <out>/seed<s>; summary.json gets mean +- std")

@@ -26,7 +26,7 @@ def train_main(argv: list[str] | None = None) -> None:
 def _train_cli(argv: list[str] | None = None) -> dict:
     p = tcli.base_parser("mgc-train", "MGC pre-training: contrast corresponding regions of two overlapping crops at "
                          "several granularities (token, 2x2 cell, scene cell) with a momentum ViT encoder. "
-                         "Single process, or several GPUs/nodes with torchrun.")
+                         "Single process, or several GPUs/nodes with torchrun.", train=True)
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop (and checkpoint) after this many optimizer steps, e.g. to test --resume")
     args = p.parse_args(argv)

@@ -14,7 +14,7 @@ DATA_HELP = ("Data sets by name: cifar10, cifar100, mnist, svhn, stl10, shapes (
 
 
 def _parser(prog, description, schema):
-    p = base_parser(prog, description, schema=schema)
+    p = base_parser(prog, description, schema=schema, train=True)
     p.add_argument("--stop-at", type=int, help="stop after this many steps / outer iterations (checkpointed; "
                    "continue with --resume)")
     return p

@@ -25,7 +25,7 @@ def train(argv: list[str] | None = None) -> None:
     p = base_parser("netgraft-train", "Few-shot knowledge distillation by progressive network grafting "
                     "(stage 1: graft each student block into the frozen teacher; stage 2: graft growing chains). "
                     "--method kd|scratch runs the baselines on the same few shots and step budget.",
-                    schema=NetGraftConfig, defaults="the official CIFAR-10 10-shot settings")
+                    schema=NetGraftConfig, defaults="the official CIFAR-10 10-shot settings", train=True)
     p.add_argument("--method", choices=["netgraft", "kd", "scratch"],
                    help="netgraft (default), kd = plain few-shot KD with the same loss, "
                         "scratch = CE on the shots' labels")
@@ -90,7 +90,7 @@ def evaluate(argv: list[str] | None = None) -> None:
 @main_guard
 def teacher(argv: list[str] | None = None) -> None:
     p = base_parser("netgraft-teacher", "Train a VGG16-blockwise (or other) teacher with labels; writes "
-                    "<out>/teacher.pt (plain state_dict) and teacher.json for model.teacher_ckpt.")
+                    "<out>/teacher.pt (plain state_dict) and teacher.json for model.teacher_ckpt.", train=True)
     args = parse_args(p, argv)
     cfg = parse_config(TeacherConfig, args)
     print(json.dumps(train_teacher(cfg, resume=args.resume)))

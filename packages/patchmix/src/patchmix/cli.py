@@ -28,7 +28,7 @@ when the checkpoint has one."""
 
 
 def _train_parser():
-    p = base_parser("patchmix-train", TRAIN_HELP, schema=PretrainConfig)
+    p = base_parser("patchmix-train", TRAIN_HELP, schema=PretrainConfig, train=True)
     p.add_argument("--steps", type=int, help="total optimizer steps (shortcut for optim.steps=N)")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many steps; resume later")
     return p
