@@ -99,3 +99,28 @@ def test_num_threads_restores_the_previous_count():
             assert torch.get_num_threads() == 1
             raise RuntimeError("the count is restored on errors too")
     assert torch.get_num_threads() == before
+
+
+def test_workers_persist_across_epochs_with_the_same_batches():
+    ds = data.synthetic_shapes(40, image_size=8, num_classes=4, seed=0, transform=transforms.cifar_train(size=8))
+    ref = {(e, s): list(data.make_loader(ds, 8, seed=3, epoch=e, start_batch=s)) for e, s in ((0, 0), (1, 2), (2, 0))}
+    pids = []
+    for e, s in ((0, 0), (1, 2), (2, 0)):
+        loader = data.make_loader(ds, 8, seed=3, epoch=e, start_batch=s, num_workers=2)
+        it = iter(loader)
+        got = list(it)
+        pids.append(tuple(w.pid for w in it._workers))
+        assert len(got) == len(ref[(e, s)])
+        for (x1, y1), (x2, y2) in zip(ref[(e, s)], got):
+            assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert pids[0] == pids[1] == pids[2]  # the same worker processes served all three epochs
+    other = data.make_loader(ds, 8, seed=4, num_workers=2)  # another seed: its own loader
+    assert other is not data.make_loader(ds, 8, seed=3, num_workers=2)
+
+
+def test_pin_memory_follows_the_target_device():
+    ds = data.synthetic_shapes(8, image_size=8, num_classes=2, seed=0)
+    assert data.make_loader(ds, 4, seed=0, device=torch.device("cuda")).pin_memory
+    assert not data.make_loader(ds, 4, seed=0, device="cpu").pin_memory
+    assert not data.make_loader(ds, 4, seed=0, device="cuda", pin_memory=False).pin_memory
+    assert data.make_loader(ds, 4, seed=0).pin_memory == torch.cuda.is_available()

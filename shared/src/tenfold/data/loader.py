@@ -5,11 +5,17 @@ epoch, so `--resume` continues with exactly the batches an uninterrupted run wou
 Random augmentations run under a per-sample seed derived from (seed, epoch, index), so they are
 identical whatever the number of workers and wherever the run was resumed; the caller's global
 RNG is left untouched.
+
+With worker processes, the DataLoader of a data set is kept between calls that differ only in (epoch,
+start_batch) — the sampler is re-pointed instead — so its persistent workers live across epochs instead of being
+forked again every epoch; batches are the same because the order and the augmentation seeds come from the
+sampler, never from the workers' RNG. Batches are pinned when they go to a CUDA device.
 """
 from __future__ import annotations
 
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -99,15 +105,48 @@ def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True, world: int 
     return per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
 
 
+# Loaders with live workers, most recently used last; a few at most (train + eval loaders of one run), the
+# evicted ones shut their workers down when dropped.
+_PERSISTENT: OrderedDict[tuple, DataLoader] = OrderedDict()
+_MAX_PERSISTENT = 4
+
+
+def _pin_default(device) -> bool:
+    if device is not None:
+        return torch.device(device).type == "cuda"
+    return torch.cuda.is_available()
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, seed: int, epoch: int = 0, start_batch: int = 0,
-                shuffle: bool = True, drop_last: bool = True, num_workers: int = 0, pin_memory: bool = False,
-                collate_fn: Callable | None = None, seeded_augment: bool = True) -> DataLoader:
-    """Batches of `epoch` from `start_batch` on; this rank's share under torchrun."""
+                shuffle: bool = True, drop_last: bool = True, num_workers: int = 0, pin_memory: bool | None = None,
+                collate_fn: Callable | None = None, seeded_augment: bool = True, device=None,
+                persistent_workers: bool = True) -> DataLoader:
+    """Batches of `epoch` from `start_batch` on; this rank's share under torchrun.
+
+    pin_memory=None pins when `device` is CUDA (when no device is given: when CUDA is available). With
+    num_workers > 0 and persistent_workers, the workers outlive the epoch (the data set must not change between
+    epochs then; pass persistent_workers=False for one that does)."""
+    if pin_memory is None:
+        pin_memory = _pin_default(device)
     sampler = ResumableSampler(len(dataset), batch_size, seed=seed, epoch=epoch, start_batch=start_batch,
                                shuffle=shuffle, drop_last=drop_last, with_seeds=seeded_augment)
+    persistent = num_workers > 0 and persistent_workers
+    key = (id(dataset), batch_size, seed, shuffle, drop_last, num_workers, pin_memory, collate_fn, seeded_augment,
+           sampler.rank, sampler.world)
+    if persistent:
+        cached = _PERSISTENT.get(key)
+        if cached is not None and cached.tenfold_source is dataset:
+            _PERSISTENT.move_to_end(key)
+            cached.sampler.epoch, cached.sampler.start_batch = epoch, start_batch
+            return cached
     ds = SeededDataset(dataset) if seeded_augment else dataset
     # A private generator: creating the iterator must not consume the global RNG (exact resume).
     gen = torch.Generator().manual_seed(_mix(seed, epoch, 11))
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
-                      pin_memory=pin_memory, collate_fn=collate_fn, generator=gen,
-                      persistent_workers=False)
+    loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                        pin_memory=pin_memory, collate_fn=collate_fn, generator=gen, persistent_workers=persistent)
+    if persistent:
+        loader.tenfold_source = dataset
+        _PERSISTENT[key] = loader
+        while len(_PERSISTENT) > _MAX_PERSISTENT:
+            _PERSISTENT.popitem(last=False)
+    return loader
