@@ -243,9 +243,18 @@ def test_help_lists_config_keys(cli):
 def test_demo_config_loads():
     from tenfold.config import load
 
-    cfg = load(PretrainConfig, Path(__file__).parent.parent / "configs" / "demo.yaml")
+    configs = Path(__file__).parent.parent / "configs"
+    cfg = load(PretrainConfig, configs / "demo.yaml")
     assert cfg.sampling.mode == "aps" and cfg.model.patch_size == 4
-    assert SamplingConfig().flip_aware is True
+    assert cfg.sampling.flip_aware is True  # the demo shows the flip-aware improvement
+    # faithful by default (the official sampler is flip-blind, quirk Q1); the fix is behind the switch
+    assert SamplingConfig().flip_aware is False
+    presets = sorted(configs.glob("pretrain_*.yaml"))
+    assert len(presets) == 7
+    for path in presets:
+        pc = load(PretrainConfig, path)
+        assert pc.sampling.flip_aware is False, path.name
+        assert pc.eval.linear_solver == "lbfgs" and pc.eval.linear_iters == 100, path.name
 
 
 def test_image_folder_dataset_two_views(tmp_path):

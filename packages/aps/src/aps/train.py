@@ -155,7 +155,7 @@ def run(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None = No
                           cfg.eval.batch_size, nc, cfg.amp)
         summary.update(knn_top1=res["knn_top1"], knn_top5=res["knn_top5"])
         if cfg.eval.linear_probe:
-            summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=nc))
+            summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=nc, ecfg=cfg.eval))
     if distributed.is_main():
         logger.summary(**summary)
     return summary
