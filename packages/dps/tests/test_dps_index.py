@@ -176,7 +176,7 @@ def test_gas_logits_match_the_attention_module():
     nb, e, ts = csr.gather(pos, valid)
     phi0 = enc.time_enc(torch.zeros(1, dtype=torch.float64))
     with torch.no_grad():
-        k_in = torch.cat([enc.node_emb(nb), enc.edge_feat[e], enc.time_enc(t_star[:, None] - ts)], -1)
+        k_in = torch.cat([enc.node_emb(nb), enc.edge_rows(e), enc.time_enc(t_star[:, None] - ts)], -1)
         ref = a.logits(a.query(enc.node_emb(nodes), phi0), k_in, ~valid)[:, 0]
     assert torch.allclose(fast[valid], ref[valid], atol=1e-4)
 

@@ -112,7 +112,7 @@ def eval_main(argv=None):
         return
     events = prep.val if args.split == "val" else prep.test
     seed = cfg.seed if args.split == "val" else cfg.seed + 1
-    m = evaluate(model, samplers, events, cfg.eval.batch_size, seed, cfg.eval.ap_on_labels, device)
+    m = evaluate(model, samplers, events, cfg.eval.batch_size, seed, cfg.eval.ap_on_labels, device, cfg.precision)
     out = Path(args.out) if args.out else run_dir / f"eval-{args.split}-{cfg.data.negatives}"
     config_mod.save(cfg, out / "config.yaml")
     write_json(out / "summary.json", {"split": args.split, "negatives": cfg.data.negatives, **m})

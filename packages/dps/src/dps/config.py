@@ -94,7 +94,12 @@ class GASConfig:
     temp_min: float = 0.5
     first_batch_temp: float | None = 0.1  # official quirk: batch 0 runs at the module's 0.1; null = use temp
     finetune_max_history: int | None = None  # cap the full history of the fine-tune (null = exact)
-    max_history: int | None = None  # cap the top-K precompute's history (null = exact, O(Σ deg²))
+    finetune_chunk: int = 1 << 18  # fine-tune queries × history entries per forward/backward chunk (memory bound)
+    mode: Literal["lazy", "official"] = "lazy"  # lazy: top-K at t* = the query time (leak-free, default);
+    # official: the reference's (u, r) table at t* = u's next interaction (sees the future, issue #19)
+    max_history: int | None = None  # cap of the selection's history: last N events (null = exact)
+    precompute_budget: float = 5e10  # official mode: refuse a top-K precompute estimated above this (element-ops)
+    allow_over_budget: bool = False
     dropout: float = 0.1
 
 

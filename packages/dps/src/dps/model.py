@@ -34,13 +34,13 @@ class TemporalEncoder(nn.Module):
         else:
             b = math.sqrt(6.0 / (2 * dim))
             nn.init.uniform_(self.node_emb.weight, -b, b)
-        # featureless graphs: a zero block of width D (pitfall 10) — uninformative but part of d_m
-        if edge_feat is None:
-            edge_feat = torch.zeros(num_edges + 1, dim)
-        else:
+        # featureless graphs: a zero block of width D (pitfall 10) — uninformative but part of d_m. It is made
+        # per batch (`edge_rows`), not stored as an [E + 1, D] table of zeros.
+        if edge_feat is not None:
             edge_feat = torch.cat([torch.zeros(1, edge_feat.shape[1]), edge_feat.float()], 0)
         self.register_buffer("edge_feat", edge_feat, persistent=False)
-        edge_dim = edge_feat.shape[1]
+        edge_dim = dim if edge_feat is None else edge_feat.shape[1]
+        self.edge_dim = edge_dim
         self.time_enc = TimeEncode(dim)  # D_t = D (the official time_dim flag is ignored)
         n_attn = 1 if (fusion == "concat" or n_samplers == 1) else n_samplers
         self.attn = nn.ModuleList([nn.ModuleList([TemporalAttention(dim, edge_dim, dim, n_head, dropout)
@@ -48,6 +48,12 @@ class TemporalEncoder(nn.Module):
         self.fuse = (nn.ModuleList([Fusion(dim, n_samplers) for _ in range(n_layer)])
                      if (fusion == "attention" and n_samplers > 1) else None)
         self.last_beta = None
+
+    def edge_rows(self, eid: torch.Tensor) -> torch.Tensor:
+        """Edge features of edge ids (0 = padding row of zeros); zeros of width D for featureless graphs."""
+        if self.edge_feat is None:
+            return self.node_emb.weight.new_zeros(*eid.shape, self.edge_dim)
+        return self.edge_feat[eid]
 
     def embed(self, nodes: torch.Tensor, t: torch.Tensor, samplers, layer: int | None = None, generator=None):
         """h_nodes^{(layer)}(t): nodes [B] long, t [B] float64 (raw units) -> [B, D]."""
@@ -65,7 +71,7 @@ class TemporalEncoder(nn.Module):
         h_nbr = self.embed(nb.reshape(-1), tn.reshape(-1), samplers, layer - 1, generator).view(b, k, -1)
         phi_nbr = self.time_enc(t[:, None] - tn)  # Δt in float64 raw units, then fp32
         phi_self = self.time_enc(torch.zeros(1, device=nodes.device, dtype=torch.float64))
-        e_nbr = self.edge_feat[eid]
+        e_nbr = self.edge_rows(eid)
         mask = nb == 0
         attn = self.attn[layer - 1]
         if len(attn) == 1:

@@ -23,20 +23,21 @@ from tenfold.errors import ConfigError, DataError
 
 from .alpha import fit_alpha
 from .data import Stream, load_stream
-from .gas import build_gas_model, gumbel_finetune, precompute_topk, pretrain_gas
+from .gas import build_gas_model, gas_sampler, gumbel_finetune, precompute_topk, pretrain_gas
 from .metrics import link_metrics
-from .samplers import RecentSampler, TableSampler, TimeDecaySampler, UniformSampler
+from .model import LinkModel
+from .samplers import RecentSampler, TimeDecaySampler, UniformSampler
 from .split import eval_negatives, new_node_split, quantile_split, transductive_filter, unique_timestamp_split
 from .tcsr import TemporalCSR
 
-__all__ = ["Prepared", "prepare", "run_epoch", "evaluate", "build_samplers", "stage_alpha", "stage_gas",
-           "config_hash"]
+__all__ = ["Prepared", "prepare", "run_epoch", "evaluate", "build_samplers", "stage_alpha", "stage_gas_model",
+           "stage_gas_table", "artifacts_cpu", "config_hash"]
 
 
 @dataclasses.dataclass
 class Prepared:
     stream: Stream
-    csr: TemporalCSR  # neighbour index over the graph events (full stream after filtering), on device
+    csr: TemporalCSR  # evaluation neighbour index over the graph events (full stream after filtering), on device
     train_csr: TemporalCSR  # training events only (for α)
     train: tuple  # (src, dst, t) on device
     val: tuple  # (src, dst, neg, t)
@@ -46,6 +47,12 @@ class Prepared:
     tds_scale: float
     counts: dict
     inductive: dict | None = None  # {"val": ..., "test": ...} for the new-node setting
+    train_index: TemporalCSR | None = None  # training neighbour index (inductive: without held-out nodes)
+    held_out: torch.Tensor | None = None  # inductive: held-out node ids
+
+    def __post_init__(self):
+        if self.train_index is None:
+            self.train_index = self.csr
 
     @property
     def edge_feat(self):
@@ -89,6 +96,10 @@ def prepare(cfg, device: torch.device, stream: Stream | None = None) -> Prepared
                             f"timestamps — use more events (data.max_events) or another split")
     g = torch.nonzero(split.graph).squeeze(1)
     csr = TemporalCSR(src[g], dst[g], t[g], stream.num_nodes, eid=g + 1, device=device)
+    train_index = None
+    if split.train_graph is not None and not torch.equal(split.train_graph, split.graph):
+        gt = torch.nonzero(split.train_graph).squeeze(1)
+        train_index = TemporalCSR(src[gt], dst[gt], t[gt], stream.num_nodes, eid=gt + 1, device=device)
     tr = torch.nonzero(split.train).squeeze(1)
     train_csr = TemporalCSR(src[tr], dst[tr], t[tr], stream.num_nodes, eid=tr + 1)
     if stream.items is not None:
@@ -110,7 +121,8 @@ def prepare(cfg, device: torch.device, stream: Stream | None = None) -> Prepared
         t_min, scale = float(t[g].min()), float(t[g].max() - t[g].min())
     train = tuple(x.to(device) for x in (src[split.train], dst[split.train], t[split.train]))
     return Prepared(stream, csr, train_csr, train, labelled(split.val), labelled(split.test),
-                    torch.unique(dst[split.train]).to(device), t_min, scale if scale > 0 else 1.0, counts, ind)
+                    torch.unique(dst[split.train]).to(device), t_min, scale if scale > 0 else 1.0, counts, ind,
+                    train_index, split.held_out)
 
 
 def bce_loss(pos_l, neg_l):
@@ -118,7 +130,7 @@ def bce_loss(pos_l, neg_l):
             + F.binary_cross_entropy_with_logits(neg_l, torch.zeros_like(neg_l)))
 
 
-def run_epoch(model, samplers, opt, events, batch_size, train_dst, device) -> float:
+def run_epoch(model, samplers, opt, events, batch_size, train_dst, device, precision: str = "fp32") -> float:
     """One chronological, unshuffled epoch (pitfall 9); fresh uniform negatives from train destinations."""
     model.train()
     src, dst, t = events
@@ -126,7 +138,7 @@ def run_epoch(model, samplers, opt, events, batch_size, train_dst, device) -> fl
     for s in range(0, src.numel(), batch_size):
         b = slice(s, s + batch_size)
         neg = train_dst[torch.randint(train_dst.numel(), (src[b].numel(),), device=train_dst.device)]
-        with runtime.autocast(device):
+        with runtime.autocast(device, precision):
             pos_l, neg_l = model(src[b], dst[b], neg, t[b], samplers)
         loss = bce_loss(pos_l.float(), neg_l.float())
         opt.zero_grad()
@@ -137,7 +149,8 @@ def run_epoch(model, samplers, opt, events, batch_size, train_dst, device) -> fl
 
 
 @torch.no_grad()
-def evaluate(model, samplers, events, batch_size=200, seed=0, ap_on_labels=False, device=None) -> dict:
+def evaluate(model, samplers, events, batch_size=200, seed=0, ap_on_labels=False, device=None,
+             precision: str = "fp32") -> dict:
     """Scores the fixed labelled set (each positive with its fixed negative). Sampler randomness comes from
     a dedicated generator, so evaluation never perturbs the training RNG stream (exact resume)."""
     model.eval()
@@ -147,7 +160,7 @@ def evaluate(model, samplers, events, batch_size=200, seed=0, ap_on_labels=False
     start = time.perf_counter()
     for s in range(0, src.numel(), batch_size):
         b = slice(s, s + batch_size)
-        with runtime.autocast(device or src.device):
+        with runtime.autocast(device or src.device, precision):
             p, q = model(src[b], dst[b], neg[b], t[b], samplers, generator=gen)
         pos_s.append(torch.sigmoid(p.float()).cpu())
         neg_s.append(torch.sigmoid(q.float()).cpu())
@@ -182,52 +195,84 @@ def stage_alpha(cfg, prep: Prepared, log=print) -> torch.Tensor:
     return alpha
 
 
-def stage_gas(cfg, prep: Prepared, k: int, device, log=print) -> torch.Tensor:
+def _gas_model_hash(cfg) -> str:
+    gc = dataclasses.asdict(cfg.gas)
+    for k in ("mode", "max_history", "precompute_budget", "allow_over_budget"):  # selection only, not training
+        gc.pop(k)
+    return config_hash(cfg.data, gc, cfg.model.node_dim, cfg.model.freeze_node_feat, cfg.seed, "gas-model")
+
+
+def stage_gas_model(cfg, prep: Prepared, device, log=print, state: dict | None = None) -> LinkModel:
+    """GAS phases 1-2 on the training index (pretrain, optional Gumbel fine-tune); the frozen model G."""
     gc = cfg.gas
-    if gc.max_history is not None and gc.max_history < k:
-        raise ConfigError(f"gas.max_history={gc.max_history} must be ≥ the GAS neighbour count {k}")
-    h = config_hash(cfg.data, gc, cfg.model.node_dim, cfg.model.freeze_node_feat, cfg.seed, k, "gas")
+    model = build_gas_model(prep.stream.num_nodes, cfg.model.node_dim, prep.stream.num_events, prep.edge_feat,
+                            gc.dropout, cfg.model.freeze_node_feat).to(device)
+    path = _artifact(cfg.out, "gas-model", _gas_model_hash(cfg))
+    if state is None and path.is_file():
+        state = checkpoint.load(path, kind="dps-gas-model")["model"]
+    if state is not None:
+        checkpoint.load_module_state(model, state, what="GAS model")
+        return model.eval()
+    t0 = time.perf_counter()
+    index = prep.train_index
+    ev = lambda m, s, e: evaluate(m, s, e, gc.batch_size, cfg.seed, device=device, precision=cfg.precision)
+    ep = lambda m, s, o, e, bs: run_epoch(m, s, o, e, bs, prep.train_dst, device, cfg.precision)
+    info = pretrain_gas(model, index, prep.train, prep.val, gc, ep, ev, log)
+    if gc.finetune:
+        info.update(gumbel_finetune(model, index, prep.train, prep.train_dst, gc, log))
+        val = ev(model, [UniformSampler(index, gc.n_degree)], prep.val)
+        info["val_auc_after_finetune"] = val["auc"]
+    info["train_seconds"] = time.perf_counter() - t0
+    log(f"GAS: pretrained {info['epochs']} epochs (best val AUC {info['best_val_auc']:.4f}) in "
+        f"{info['train_seconds']:.1f}s")
+    checkpoint.save(path, {"model": model.state_dict(), "info": info}, kind="dps-gas-model")
+    return model.eval()
+
+
+def stage_gas_table(cfg, prep: Prepared, model: LinkModel, csr: TemporalCSR, k: int, log=print) -> torch.Tensor:
+    """Official mode: the (u, r) top-K table at t* = next interaction, for one neighbour index."""
+    gc = cfg.gas
+    which = "train" if (csr is prep.train_index and csr is not prep.csr) else "eval"
+    h = config_hash(_gas_model_hash(cfg), gc.max_history, k, which, "gas-table")
     path = _artifact(cfg.out, "gas", h)
     if path.is_file():
         return checkpoint.load(path, kind="dps-gas")["table"]
-    t0 = time.perf_counter()
-    model = build_gas_model(prep.stream.num_nodes, cfg.model.node_dim, prep.stream.num_events, prep.edge_feat,
-                            gc.dropout, cfg.model.freeze_node_feat).to(device)
-    ev = lambda m, s, e: evaluate(m, s, e, gc.batch_size, cfg.seed, device=device)
-    ep = lambda m, s, o, e, bs: run_epoch(m, s, o, e, bs, prep.train_dst, device)
-    info = pretrain_gas(model, prep.csr, prep.train, prep.val, gc, ep, ev, log)
-    if gc.finetune:
-        info.update(gumbel_finetune(model, prep.csr, prep.train, prep.train_dst, gc, log))
-        val = ev(model, [UniformSampler(prep.csr, gc.n_degree)], prep.val)
-        info["val_auc_after_finetune"] = val["auc"]
-    t1 = time.perf_counter()
-    table = precompute_topk(model, prep.csr, k, gc.max_history)
-    info.update(train_seconds=t1 - t0, precompute_seconds=time.perf_counter() - t1)
-    log(f"GAS: pretrained {info['epochs']} epochs (best val AUC {info['best_val_auc']:.4f}), top-{k} table "
-        f"for {prep.csr.num_slots} (node, prefix) keys in {info['precompute_seconds']:.1f}s")
-    checkpoint.save(path, {"table": table.cpu(), "model": model.state_dict(), "info": info}, kind="dps-gas")
+    stats: dict = {}
+    table = precompute_topk(model, csr, k, gc.max_history, budget=gc.precompute_budget,
+                            allow_over_budget=gc.allow_over_budget, log=log, stats=stats)
+    log(f"GAS (official t*): top-{k} table for {csr.num_slots} (node, prefix) keys in {stats.get('seconds', 0):.1f}s")
+    checkpoint.save(path, {"table": table.cpu(), "stats": stats}, kind="dps-gas")
     return table
 
 
-def build_samplers(cfg, prep: Prepared, device, log=print, artifacts: dict | None = None):
-    """[GAS, TDS] for DPS (official order, pitfall 14); one sampler for TGAT and the ablations.
-    Returns (samplers, artifacts) where artifacts = {"alpha", "gas_table"} (given ones are reused as-is)."""
-    m = cfg.model
+def build_samplers(cfg, prep: Prepared, device, log=print, artifacts: dict | None = None, index: str = "eval"):
+    """[GAS, TDS] for DPS (official order, pitfall 14); one sampler for TGAT and the ablations, over the
+    evaluation index (`index="eval"`) or the training index ("train"; differs only in the inductive setting).
+    Returns (samplers, artifacts) with artifacts ⊂ {"alpha", "gas_model", "gas_table"}; given ones are reused."""
+    m, gc = cfg.model, cfg.gas
     arts = dict(artifacts or {})
     k_half = m.n_degree // 2
+    csr = prep.train_index if index == "train" else prep.csr
+    if gc.max_history is not None and gc.max_history < (m.n_degree if m.name == "gas" else k_half):
+        raise ConfigError(f"gas.max_history={gc.max_history} must be ≥ the GAS neighbour count")
 
     def tds(k):
         if arts.get("alpha") is None:
             arts["alpha"] = stage_alpha(cfg, prep, log)
-        return TimeDecaySampler(prep.csr, k, arts["alpha"], prep.tds_t_min, prep.tds_scale, cfg.tds.cache_mode)
+        return TimeDecaySampler(csr, k, arts["alpha"], prep.tds_t_min, prep.tds_scale, cfg.tds.cache_mode)
 
     def gas(k):
-        if arts.get("gas_table") is None:
-            arts["gas_table"] = stage_gas(cfg, prep, k, device, log)
-        return TableSampler(prep.csr, k, arts["gas_table"])
+        model = stage_gas_model(cfg, prep, device, log, arts.get("gas_model"))
+        arts["gas_model"] = {n: v.detach().cpu() for n, v in model.state_dict().items()}
+        if gc.mode == "lazy":
+            return gas_sampler(model, csr, k, "lazy", gc.max_history)
+        key = "gas_table" if index == "eval" else "gas_table_train"
+        if arts.get(key) is None:
+            arts[key] = stage_gas_table(cfg, prep, model, csr, k, log)
+        return gas_sampler(model, csr, k, "official", table=arts[key])
 
     if m.name == "tgat":
-        samplers = [(UniformSampler if m.tgat_sampler == "uniform" else RecentSampler)(prep.csr, m.n_degree)]
+        samplers = [(UniformSampler if m.tgat_sampler == "uniform" else RecentSampler)(csr, m.n_degree)]
     elif m.name == "tds":
         samplers = [tds(m.n_degree)]
     elif m.name == "gas":
@@ -235,6 +280,10 @@ def build_samplers(cfg, prep: Prepared, device, log=print, artifacts: dict | Non
     else:
         samplers = [gas(k_half), tds(m.n_degree - k_half)]
     return samplers, arts
+
+
+def artifacts_cpu(arts: dict) -> dict:
+    return {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v.cpu()) for k, v in arts.items()}
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

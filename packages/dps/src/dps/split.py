@@ -5,8 +5,9 @@
 - `quantile_split` (PyG / DyGLib): event-time quantiles, train t ≤ q_0.70 inclusive — identical to
   `TemporalData.train_val_test_split`.
 - `transductive_filter`: drop val/test events with an endpoint unseen in training.
-- `new_node_split`: DyGLib-style inductive setting (non-paper extra): a fraction of the nodes first seen
-  after training time are held out of training; inductive evaluation keeps events touching them.
+- `new_node_split`: DyGLib-style inductive setting (non-paper extra): a fraction of the nodes seen after the
+  training period are held out: their events leave the training set and the training neighbour index;
+  inductive evaluation keeps the events touching them.
 - `eval_negatives`: one negative per positive, fixed by a seed; random / historical / inductive strategies.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Split:
     val: torch.Tensor
     test: torch.Tensor
     graph: torch.Tensor
+    train_graph: torch.Tensor | None = None  # events of the training neighbour index (None: `graph`)
+    held_out: torch.Tensor | None = None  # inductive setting: the held-out node ids
 
     def counts(self) -> dict:
         return {k: int(getattr(self, k).sum()) for k in ("train", "val", "test", "graph")}
@@ -77,9 +80,12 @@ def transductive_filter(src, dst, split: Split, num_nodes: int) -> Split:
 
 
 def new_node_split(src, dst, split: Split, num_nodes: int, frac: float = 0.1, seed: int = 0) -> tuple[Split, Split]:
-    """Inductive setting: hold out `frac` of the nodes that appear in val/test; their events leave training.
-    Returns (transductive-style split with the reduced train set, inductive split: val/test events touching
-    a held-out node)."""
+    """Inductive setting: hold out `frac` of the nodes that appear after the training period. Every event
+    touching a held-out node leaves the training set *and* the training neighbour index (`train_graph`), so
+    these nodes occur in no training neighbourhood and get no gradient; evaluation queries the full graph
+    (strictly before t), where they are nodes the model has never trained on.
+    Returns (transductive-style split with the reduced train set and index, inductive split: val/test events
+    touching a held-out node)."""
     later = torch.unique(torch.cat([src[~split.train], dst[~split.train]]))
     g = torch.Generator().manual_seed(seed)
     n_new = max(1, int(frac * later.numel()))
@@ -88,8 +94,9 @@ def new_node_split(src, dst, split: Split, num_nodes: int, frac: float = 0.1, se
     is_new[new] = True
     touches = is_new[src] | is_new[dst]
     train = split.train & ~touches
-    base = Split(train, split.val, split.test, split.graph)
-    ind = Split(train, split.val & touches, split.test & touches, split.graph)
+    held = torch.sort(new).values
+    base = Split(train, split.val, split.test, split.graph, split.graph & ~touches, held)
+    ind = Split(train, split.val & touches, split.test & touches, split.graph, split.graph & ~touches, held)
     return base, ind
 
 

@@ -20,7 +20,7 @@ from tenfold.meters import MetricLogger
 
 from .metrics import EarlyStopMonitor, mean_std
 from .model import LinkModel, TemporalEncoder
-from .pipeline import bce_loss, build_samplers, evaluate, prepare, steps_per_epoch
+from .pipeline import artifacts_cpu, bce_loss, build_samplers, evaluate, prepare, steps_per_epoch
 
 __all__ = ["build_model", "train_link", "train_seeds", "MODEL_KIND"]
 
@@ -59,7 +59,11 @@ def train_link(cfg, resume=None, stop_at: int | None = None, log=print, stream=N
     runtime.seed_everything(cfg.seed)
     t0 = time.perf_counter()
     prep = prepare(cfg, device, stream)
-    samplers, arts = build_samplers(cfg, prep, device, log)
+    samplers, arts = build_samplers(cfg, prep, device, log)  # evaluation index
+    if prep.train_index is prep.csr:  # one index: the same samplers (and TDS frozen cache) for both, as official
+        train_samplers = samplers
+    else:  # inductive: training neighbourhoods come from the index without the held-out nodes
+        train_samplers, arts = build_samplers(cfg, prep, device, log, arts, index="train")
     stage_s = time.perf_counter() - t0
     model = build_model(cfg, prep, len(samplers)).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
@@ -69,10 +73,14 @@ def train_link(cfg, resume=None, stop_at: int | None = None, log=print, stream=N
     st = {"best": copy.deepcopy(model.state_dict()), "validated": 0, "stopped": False, "val": []}
 
     def extra_state():
-        return {"samplers": [s.state_dict() for s in samplers], "monitor": mon.state_dict(), **st}
+        return {"samplers": [s.state_dict() for s in samplers],
+                "train_samplers": [s.state_dict() for s in train_samplers] if train_samplers is not samplers else [],
+                "monitor": mon.state_dict(), **st}
 
     def load_extra(ex):
         for s, sd in zip(samplers, ex["samplers"]):
+            s.load_state_dict(sd)
+        for s, sd in zip(train_samplers if train_samplers is not samplers else [], ex.get("train_samplers", [])):
             s.load_state_dict(sd)
         mon.load_state_dict(ex["monitor"])
         st.update({k: ex[k] for k in ("best", "validated", "stopped", "val")})
@@ -87,19 +95,23 @@ def train_link(cfg, resume=None, stop_at: int | None = None, log=print, stream=N
         model.train()
         src, dst, t = batch
         neg = prep.train_dst[torch.randint(prep.train_dst.numel(), (src.numel(),), device=device)]
-        with runtime.autocast(device):
-            pos_l, neg_l = model(src, dst, neg, t, samplers)
+        with runtime.autocast(device, cfg.precision):
+            pos_l, neg_l = model(src, dst, neg, t, train_samplers)
         loss = bce_loss(pos_l.float(), neg_l.float())
         opt.zero_grad()
         loss.backward()
         opt.step()
         return {"loss": loss.detach()}
 
+    def ev(events, seed):
+        return evaluate(model, samplers, events, cfg.eval.batch_size, seed, cfg.eval.ap_on_labels, device,
+                        cfg.precision)
+
     train_time, events_done = 0.0, 0
     while True:
         done_epochs = trainer.state.step // spe
         if st["validated"] < done_epochs:  # validate the epoch that just finished (once, also after resume)
-            m = evaluate(model, samplers, prep.val, cfg.eval.batch_size, cfg.seed, cfg.eval.ap_on_labels, device)
+            m = ev(prep.val, cfg.seed)
             stop = mon.step(m["auc"])
             if mon.best_epoch == st["validated"]:
                 st["best"] = copy.deepcopy(model.state_dict())
@@ -126,18 +138,17 @@ def train_link(cfg, resume=None, stop_at: int | None = None, log=print, stream=N
     model.load_state_dict(st["best"])
     sampler_state = [s.state_dict() for s in samplers]
     checkpoint.save(out / "model.pt", {"model": model.state_dict(), "samplers": sampler_state,
-                                       "artifacts": {k: v.cpu() for k, v in arts.items()},
+                                       "artifacts": artifacts_cpu(arts),
                                        "config": config_mod.to_dict(cfg)}, kind=MODEL_KIND)
-    val = evaluate(model, samplers, prep.val, cfg.eval.batch_size, cfg.seed, cfg.eval.ap_on_labels, device)
-    test = evaluate(model, samplers, prep.test, cfg.eval.batch_size, cfg.seed + 1, cfg.eval.ap_on_labels, device)
+    val = ev(prep.val, cfg.seed)
+    test = ev(prep.test, cfg.seed + 1)
     summary = {"model": cfg.model.name, "data": prep.stream.name, "seed": cfg.seed, "counts": prep.counts,
                "epochs": mon.epoch_count, "best_epoch": mon.best_epoch, "val_auc_curve": st["val"],
                **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()},
                "train_events_per_s": events_done / train_time if train_time > 0 else None,
                "stage_seconds": stage_s, "device": str(device)}
     if prep.inductive is not None:
-        ind = evaluate(model, samplers, prep.inductive["test"], cfg.eval.batch_size, cfg.seed + 2,
-                       cfg.eval.ap_on_labels, device)
+        ind = ev(prep.inductive["test"], cfg.seed + 2)
         summary.update({f"inductive_test_{k}": v for k, v in ind.items()})
     if getattr(model.encoder, "last_beta", None) is not None:
         summary["mean_fusion_beta"] = model.encoder.last_beta.mean(0).tolist()
