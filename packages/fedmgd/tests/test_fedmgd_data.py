@@ -70,3 +70,46 @@ def test_preprocess_range_and_size():
     x = preprocess(np.array([[[0, 255], [255, 0]]], np.uint8), 4, "bilinear")
     assert x.shape == (1, 1, 4, 4) and float(x.min()) >= -1 and float(x.max()) <= 1
     assert torch.allclose(preprocess(np.full((1, 2, 2), 255, np.uint8), 2), torch.ones(1, 1, 2, 2))
+
+
+def _npz(tmp_path, n=120, size=28, channels=3):
+    rng = np.random.default_rng(0)
+    shape = (n, size, size, channels) if channels > 1 else (n, size, size)
+    np.savez(tmp_path / "d.npz", images=rng.integers(0, 256, shape, dtype=np.uint8), labels=np.arange(n) % 10,
+             test_images=rng.integers(0, 256, (20,) + shape[1:], dtype=np.uint8), test_labels=np.arange(20) % 10)
+    return _cfg("data.dataset=npz", f"data.path={tmp_path / 'd.npz'}", "data.img_size=16", "partition.num_clients=3",
+                "partition.min_size=5", "partition.alpha=1.0")
+
+
+def test_pool_stays_uint8_until_the_batch(tmp_path, monkeypatch):
+    import fedmgd.data as D
+
+    cfg = _npz(tmp_path)
+    px, *_ = build_pool(cfg)
+    parts_ref = D.make_partition(build_pool(cfg)[1], cfg.partition)
+
+    def no_float_pool(*a, **k):
+        raise AssertionError("the pool was converted to float")
+    monkeypatch.setattr(D, "preprocess", no_float_pool)
+    fed = D.build_federated_data(cfg)
+    assert all(x.dtype == torch.uint8 and x.shape[1:] == (3, 28, 28) for x in fed.client_u8 + fed.local_test_u8)
+    assert fed.test_u8.dtype == torch.uint8
+    monkeypatch.undo()
+    # a batch converted alone equals the same images converted with the whole pool (resize is per image)
+    tr, _ = D.local_split(parts_ref[1], cfg.partition.train_frac, cfg.partition.seed, 1)
+    rows = torch.tensor([3, 0, 5])
+    x, y = fed.batch(1, rows)
+    assert x.dtype == torch.float32 and x.shape == (3, 3, 16, 16)
+    assert torch.equal(x, preprocess(px, 16)[torch.from_numpy(tr)][rows])
+
+
+def test_rank_holds_only_its_clients_images(tmp_path):
+    from fedmgd.data import build_federated_data
+
+    cfg = _npz(tmp_path)
+    full = build_federated_data(cfg)
+    mine = build_federated_data(cfg, clients=[1])
+    assert mine.hosted == [1] and mine.client_u8[0] is None and mine.local_test_u8[2] is None
+    assert torch.equal(mine.client_u8[1], full.client_u8[1]) and mine.sizes == full.sizes
+    with pytest.raises(DataError, match="not hosted"):
+        mine.batch(0, torch.tensor([0]))

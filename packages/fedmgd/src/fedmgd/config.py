@@ -89,12 +89,17 @@ class GanConfig:
     niter: int = 200  # LR policy for G and D_k: constant for niter epochs, then linear decay, floored at 0.1x
     niter_decay: int = 200
     scores_in_eval_mode: bool = False  # reference: C_k in train mode (dropout on) for scores and L_G
+    g_graph: str = "selected"  # selected: score every client without a graph, then rebuild the graph only
+    # through the clients that were routed samples (activation memory independent of K; same gradient) |
+    # all: keep every client's D/C graph until routing (the earlier implementation; memory grows with K)
     ckpt_every: int = 200  # iterations between checkpoints
     log_every: int = 20
 
     def validate(self):
         if self.epochs < 0 or self.iters < 0:
             raise ConfigError("gan.epochs and gan.iters must be >= 0")
+        if self.g_graph not in ("selected", "all"):
+            raise ConfigError(f"gan.g_graph must be selected or all, got '{self.g_graph}'")
 
 
 @dataclass
@@ -109,7 +114,9 @@ class FLConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    optim_state: str = "persist"  # persist (reference: client/server Adam states survive rounds) | reset
+    optim_state: str = "persist"  # clients' Adam states: persist (reference: they survive rounds) | reset
+    server_optim_state: str = "persist"  # the server's Adam (fedmgd server steps): persist (reference) | reset
+    # (a fresh Adam at every round's server update)
     init: str = "auto"  # auto (fedmgd: stage1, baselines: scratch) | stage1 (clients start from the Stage-1
     # C_k with their Adam states: the reference's --pretrain-local-in-gan-stage) | scratch (clients start from S)
     stage1_from: str | None = None  # reuse Stage 1 (G and C_k) from <run>/stage1.pt instead of training it
@@ -123,7 +130,7 @@ class FLConfig:
     fedlc_tau: float = 0.1
     fraction: float = 1.0  # client sampling fraction per round (reference: 1.0)
     eval_batch: int = 128
-    eval_every: int = 1
+    eval_every: int = 1  # rounds between federated evaluations (global test, local tests, client models)
     ckpt_every: int = 5  # rounds between checkpoints (and always at the end)
     log_every: int = 1
 
@@ -132,6 +139,8 @@ class FLConfig:
             raise ConfigError(f"fl.method must be one of {', '.join(METHODS)}, got '{self.method}'")
         if self.optim_state not in ("persist", "reset"):
             raise ConfigError(f"fl.optim_state must be persist or reset, got '{self.optim_state}'")
+        if self.server_optim_state not in ("persist", "reset"):
+            raise ConfigError(f"fl.server_optim_state must be persist or reset, got '{self.server_optim_state}'")
         if self.init not in ("auto", "stage1", "scratch"):
             raise ConfigError(f"fl.init must be auto, stage1 or scratch, got '{self.init}'")
         if not 0 < self.fraction <= 1:
@@ -142,9 +151,24 @@ class FLConfig:
 
 @dataclass
 class FaultConfig:
-    client_timeout_s: float = 0.0  # >0: a client whose local work takes longer is dropped from the aggregate
+    """Deadlines are real (the server stops waiting, see faults.py); the rest injects faults for testing."""
+    client_timeout_s: float = 0.0  # >0: Stage-2 round deadline per client; a client that has not reported by
+    # then is left out of that round's aggregation
+    stage1_timeout_s: float = 0.0  # >0: the same per Stage-1 iteration (a late client is left out of routing)
     fail_prob: float = 0.0  # inject client failures with this probability per client and round (testing)
-    fail_clients: list[str] = field(default_factory=list)  # injected failures "round:client", 1-based round
+    fail_clients: list[str] = field(default_factory=list)  # injected Stage-2 failures "round:client", 1-based
+    delay_clients: list[str] = field(default_factory=list)  # injected Stage-2 delays "round:client" (sleep delay_s)
+    stage1_fail_clients: list[str] = field(default_factory=list)  # injected Stage-1 failures "iteration:client"
+    stage1_delay_clients: list[str] = field(default_factory=list)  # injected Stage-1 delays "iteration:client"
+    delay_s: float = 2.0  # how long an injected delay sleeps (before the client touches its model)
+
+    def validate(self):
+        from .faults import parse_events
+
+        for name in ("fail_clients", "delay_clients", "stage1_fail_clients", "stage1_delay_clients"):
+            parse_events(getattr(self, name), f"faults.{name}")
+        if self.client_timeout_s < 0 or self.stage1_timeout_s < 0 or self.delay_s < 0:
+            raise ConfigError("faults.client_timeout_s, faults.stage1_timeout_s and faults.delay_s must be >= 0")
 
 
 @dataclass

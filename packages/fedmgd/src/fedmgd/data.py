@@ -1,4 +1,4 @@
-"""Pool / global test set / client data (§3), preprocessed once to float tensors in [-1, 1]."""
+"""Pool / global test set / client data (§3): uint8 until the batch, then float in [-1, 1]."""
 from __future__ import annotations
 
 import math
@@ -14,7 +14,7 @@ from tenfold.errors import DataError
 
 from .partition import local_split, make_partition
 
-__all__ = ["FederatedData", "load_arrays", "preprocess", "build_federated_data"]
+__all__ = ["FederatedData", "load_arrays", "preprocess", "batch_to_float", "build_federated_data"]
 
 
 def blobs(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -127,38 +127,89 @@ def load_arrays(dcfg, root: str | os.PathLike | None, seed: int = 42):
     return trx, tr_y, tex, te_y, 26 if name == "emnist" else 10
 
 
+def _resize_norm(x: torch.Tensor, img_size: int, mode: str) -> torch.Tensor:
+    """float N,C,H,W in [0, 1] -> N,C,img,img in [-1, 1] (in place where possible)."""
+    if x.shape[-1] != img_size or x.shape[-2] != img_size:
+        kw = {} if mode == "nearest" else {"align_corners": False}
+        x = F.interpolate(x, size=(img_size, img_size), mode=mode, **kw).clamp_(0, 1)
+    return x.sub_(0.5).div_(0.5)
+
+
 def preprocess(images: np.ndarray, img_size: int, mode: str = "bicubic", chunk: int = 4096) -> torch.Tensor:
     """uint8 N,H,W[,C] -> float N,C,img,img in [-1, 1]: resize, then (x - 0.5) / 0.5 (no augmentation)."""
     if images.ndim == 3:
         images = images[..., None]
-    out = []
-    for i in range(0, len(images), chunk):
-        x = torch.from_numpy(images[i:i + chunk]).permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[-1] != img_size or x.shape[-2] != img_size:
-            kw = {} if mode == "nearest" else {"align_corners": False}
-            x = F.interpolate(x, size=(img_size, img_size), mode=mode, **kw).clamp_(0, 1)
-        out.append(x.sub_(0.5).div_(0.5))
+    out = [_resize_norm(torch.from_numpy(images[i:i + chunk]).permute(0, 3, 1, 2).float().div_(255), img_size, mode)
+           for i in range(0, len(images), chunk)]
     if not out:
         return torch.zeros(0, images.shape[-1], img_size, img_size)
     return torch.cat(out)
 
 
+def to_uint8_nchw(images: np.ndarray) -> torch.Tensor:
+    """uint8 N,H,W[,C] (numpy) -> contiguous uint8 N,C,H,W tensor at the native resolution."""
+    if images.ndim == 3:
+        images = images[..., None]
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def batch_to_float(x: torch.Tensor, img_size: int, mode: str = "bicubic") -> torch.Tensor:
+    """A uint8 N,C,H,W batch (on any device) -> float in [-1, 1] at img_size; per-sample identical to
+    `preprocess` (resizing is per image), so converting per batch changes no number."""
+    if x.dtype != torch.uint8:
+        return x
+    return _resize_norm(x.float().div_(255), img_size, mode)
+
+
 @dataclass
 class FederatedData:
-    client_x: list[torch.Tensor]  # local train images per client
+    """Images stay uint8 at their native resolution (4x smaller than float, and the float copy of the pool
+    is never made) and are converted per batch, on the device that holds them. `client_u8[k]` is None for
+    clients hosted by another rank: a rank holds only its own clients' images (labels of all clients are
+    kept: they are small and the partition needs them)."""
+    client_u8: list[torch.Tensor | None]  # local train images per client, uint8 N,C,H,W
     client_y: list[torch.Tensor]
-    local_test_x: list[torch.Tensor]
+    local_test_u8: list[torch.Tensor | None]
     local_test_y: list[torch.Tensor]
-    test_x: torch.Tensor  # global test set
+    test_u8: torch.Tensor  # global test set
     test_y: torch.Tensor
     num_classes: int
     channels: int
     parts: list[np.ndarray]  # pool indices per client (before the local split)
     pool_labels: np.ndarray
+    img_size: int = 32
+    resize: str = "bicubic"
 
     @property
     def sizes(self) -> list[int]:
         return [len(y) for y in self.client_y]
+
+    @property
+    def hosted(self) -> list[int]:
+        return [k for k, x in enumerate(self.client_u8) if x is not None]
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        return batch_to_float(x, self.img_size, self.resize)
+
+    def batch(self, k: int, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Client k's rows as (float images in [-1, 1], labels): uint8 -> float only for the batch."""
+        x = self.client_u8[k]
+        if x is None:
+            raise DataError(f"client {k} is not hosted by this process")
+        return self.to_float(x[rows]), self.client_y[k][rows]
+
+    # whole sets as float, for analysis code and tests (allocates; training never calls these)
+    @property
+    def client_x(self) -> list[torch.Tensor | None]:
+        return [None if x is None else self.to_float(x) for x in self.client_u8]
+
+    @property
+    def local_test_x(self) -> list[torch.Tensor | None]:
+        return [None if x is None else self.to_float(x) for x in self.local_test_u8]
+
+    @property
+    def test_x(self) -> torch.Tensor:
+        return self.to_float(self.test_u8)
 
     def class_counts(self, k: int) -> torch.Tensor:
         return torch.bincount(self.client_y[k].cpu(), minlength=self.num_classes)
@@ -185,21 +236,24 @@ def build_pool(cfg, root=None):
     return px, py, tex[t_idx], te_y[t_idx], nc
 
 
-def build_federated_data(cfg, device: torch.device | str = "cpu", root=None) -> FederatedData:
+def build_federated_data(cfg, device: torch.device | str = "cpu", root=None,
+                         clients: list[int] | None = None) -> FederatedData:
+    """Partition the pool and keep, as uint8, the images of `clients` only (default: all, the simulation);
+    under torchrun each rank passes the clients it hosts, so no rank holds the others' images."""
     px, py, tx, ty, nc = build_pool(cfg, root)
     parts = make_partition(py, cfg.partition)
-    x_all = preprocess(px, cfg.data.img_size, cfg.data.resize)
+    hosted = set(range(len(parts)) if clients is None else clients)
     y_all = torch.from_numpy(py.astype(np.int64))
     cx, cy, lx, ly = [], [], [], []
     for k, p in enumerate(parts):
         tr, te = local_split(p, cfg.partition.train_frac, cfg.partition.seed, k)
         if len(tr) == 0:
             raise DataError(f"client {k} has no training samples; lower partition.min_size or use fewer clients")
-        tr_t, te_t = torch.from_numpy(tr), torch.from_numpy(te)
-        cx.append(x_all[tr_t].to(device))
-        cy.append(y_all[tr_t].to(device))
-        lx.append(x_all[te_t].to(device))
-        ly.append(y_all[te_t].to(device))
-    test_x = preprocess(tx, cfg.data.img_size, cfg.data.resize).to(device)
-    return FederatedData(cx, cy, lx, ly, test_x, torch.from_numpy(ty.astype(np.int64)).to(device), nc,
-                         int(x_all.shape[1]), parts, py)
+        cy.append(y_all[torch.from_numpy(tr)].to(device))
+        ly.append(y_all[torch.from_numpy(te)].to(device))
+        # index the uint8 numpy pool first: only this client's rows are copied, never a float pool
+        cx.append(to_uint8_nchw(px[tr]).to(device) if k in hosted else None)
+        lx.append(to_uint8_nchw(px[te]).to(device) if k in hosted else None)
+    channels = 1 if px.ndim == 3 else int(px.shape[-1])
+    return FederatedData(cx, cy, lx, ly, to_uint8_nchw(tx).to(device), torch.from_numpy(ty.astype(np.int64)).to(device),
+                         nc, channels, parts, py, cfg.data.img_size, cfg.data.resize)

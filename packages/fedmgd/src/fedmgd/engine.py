@@ -55,6 +55,15 @@ class Streams:
             torch.set_rng_state(saved_cpu)
             self.states[name] = new
 
+    def snapshot(self) -> tuple:
+        """The RNG state in use now (inside `use`: the stream's current position)."""
+        return torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+
+    def restore(self, snap: tuple) -> None:
+        torch.set_rng_state(snap[0])
+        if snap[1] is not None:
+            torch.cuda.set_rng_state(snap[1], self.device)
+
     def state_dict(self) -> dict:
         return {k: dict(v) for k, v in self.states.items()}
 

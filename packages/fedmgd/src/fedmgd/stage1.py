@@ -3,12 +3,14 @@ D_k and C_k per client; every generated sample is routed to the client with the 
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 import torch.nn.functional as F
 from tenfold.loop import assert_finite
 
 from .engine import Comm, Streams, stream_seed
+from .faults import ClientFailure, call_with_deadline, parse_events
 from .method import (
     client_batch_indices,
     client_generator_loss,
@@ -34,7 +36,7 @@ def _adam(params, lr, cfg_like):
 class Stage1:
     """Holds G, opt_G and the local clients' D_k, C_k and their optimizers; `iteration(t)` runs one step."""
 
-    def __init__(self, cfg, fed, comm: Comm, streams: Streams, device, make_g, make_d, make_c, S_init):
+    def __init__(self, cfg, fed, comm: Comm, streams: Streams, device, make_g, make_d, make_c, S_init, logger=None):
         self.cfg, self.g, self.fed, self.comm, self.streams, self.device = cfg, cfg.gan, fed, comm, streams, device
         self.nc, self.n_z = fed.num_classes, cfg.model.n_z
         with streams.use("init_G"):
@@ -58,6 +60,9 @@ class Stage1:
         self.total_iters = self.g.iters if self.g.iters > 0 else self.g.epochs * self.iters_per_epoch
         self.route_counts = torch.zeros(comm.num_clients, self.nc, dtype=torch.long)
         self._order_cache: tuple[int, torch.Tensor] | None = None
+        self.logger = logger
+        self.fails = parse_events(cfg.faults.stage1_fail_clients, "faults.stage1_fail_clients")
+        self.delays = parse_events(cfg.faults.stage1_delay_clients, "faults.stage1_delay_clients")
 
     def _order(self, epoch: int) -> torch.Tensor:
         if self._order_cache is None or self._order_cache[0] != epoch:
@@ -88,9 +93,83 @@ class Stage1:
         y = torch.randint(0, self.nc, (n,), device=self.device)
         return self.G(z, F.one_hot(y, self.nc).float()), y
 
+    def _client_step(self, guard, k: int, rows_k, fake, y_fake, m: float, t: int) -> dict:
+        """Client k's share of iteration t: C step, D step, then the realistic scores of the shared fake batch.
+        With g_graph=selected the scores come from a forward without a graph (the RNG position before it is
+        kept, so the routed re-forward reproduces its dropout mask); with g_graph=all the graph is kept."""
+        g = self.g
+        if k in self.delays.get(t + 1, ()):
+            time.sleep(self.cfg.faults.delay_s)  # injected slowness, before the client touches any state
+        with guard, self.streams.use(f"client{k}"):
+            if k in self.fails.get(t + 1, ()):
+                raise ClientFailure(f"injected failure of client {k} in iteration {t + 1}")
+            D, C = self.D[k], self.C[k]
+            for pg in self.opt_D[k].param_groups:
+                pg["lr"] = g.lr_d * m
+            xr, yr = self.fed.batch(k, rows_k)
+            C.train()
+            loss_c = F.cross_entropy(C(xr), yr)
+            self.opt_C[k].zero_grad(set_to_none=True)
+            loss_c.backward()
+            self.opt_C[k].step()
+            guard.check()
+            loss_d, _ = discriminator_loss(D, xr, fake, g.lambda_d, g.lambda_reg)
+            self.opt_D[k].zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_D[k].step()
+            guard.check()
+            snap = self.streams.snapshot()
+            if g.scores_in_eval_mode:
+                C.eval()
+            if g.g_graph == "all":  # one forward gives both the score and this client's share of L_G
+                x_in = fake.clone().requires_grad_(True)
+                d_k, c_k = D(x_in), C(x_in)
+                graph = (x_in, d_k, c_k)
+            else:
+                with torch.no_grad():
+                    d_k, c_k = D(fake), C(fake)
+                graph = None
+            C.train()
+            return {"score": realistic_scores(d_k, c_k, y_fake), "graph": graph, "snap": snap,
+                    "lc": float(loss_c.detach()), "ld": float(loss_d.detach())}
+
+    def _client_grad(self, guard, k: int, res: dict, fake, y_fake, mask) -> tuple[torch.Tensor, float]:
+        """dL_G-share/dx_hat from client k, for the samples routed to it (normalised by the full batch)."""
+        with guard, self.streams.use(f"client{k}"):
+            if res["graph"] is not None:
+                x_in, d_k, c_k = res["graph"]
+                share = client_generator_loss(d_k, c_k, y_fake, mask, self.batch)
+                (gx,) = torch.autograd.grad(share, x_in)  # only x_hat's gradient leaves the client
+                return gx, float(share.detach())
+            D, C = self.D[k], self.C[k]
+            after = self.streams.snapshot()
+            self.streams.restore(res["snap"])  # the score pass's dropout mask, drawn again
+            if self.g.scores_in_eval_mode:
+                C.eval()
+            x_c = fake.clone().requires_grad_(True)  # C on the whole batch: the mask is drawn per batch
+            c_k = C(x_c)
+            C.train()
+            self.streams.restore(after)
+            idx = mask.nonzero().squeeze(1)
+            x_d = fake[idx].clone().requires_grad_(True)  # D couples no samples: only the routed rows
+            d_k = D(x_d).reshape(-1)
+            share = (F.binary_cross_entropy(d_k, torch.ones_like(d_k), reduction="sum")
+                     + F.cross_entropy(c_k[idx], y_fake[idx], reduction="sum")) / self.batch
+            gc, gd = torch.autograd.grad(share, (x_c, x_d))
+            gc[idx] += gd
+            return gc, float(share.detach())
+
+    def _dropped(self, t: int, k: int, e: Exception) -> None:
+        if type(e).__name__ == "NonFiniteLossError":
+            raise e
+        if self.logger is not None:
+            self.logger(f"stage 1 iteration {t + 1}: client {k} left out ({type(e).__name__}: {e})")
+
     def iteration(self, t: int) -> dict:
-        """Generate once, then per client: C step, D step; then the routed G step (§2.4 order)."""
+        """Generate once, then per client: C step, D step, scores; then the routed G step (§2.4 order).
+        A client that fails or misses the deadline is left out of this iteration's routing."""
         g, comm = self.g, self.comm
+        timeout = self.cfg.faults.stage1_timeout_s
         epoch, i = divmod(t, self.iters_per_epoch)
         m = gan_lr_multiplier(epoch, g.niter, g.niter_decay)  # G and D_k only; C_k keep a constant LR
         for pg in self.opt_G.param_groups:
@@ -101,40 +180,39 @@ class Stage1:
             self.G.train()  # BatchNorm on batch statistics in Stage 1 (pitfall 5)
             x_fake, y_fake = self.sample_fake(self.batch)
         fake = x_fake.detach()
-        outs, scores, lc_sum, ld_sum = {}, {}, 0.0, 0.0
+        res: dict[int, dict] = {}
         for k in comm.local:
-            D, C = self.D[k], self.C[k]
-            for pg in self.opt_D[k].param_groups:
-                pg["lr"] = g.lr_d * m
-            with self.streams.use(f"client{k}"):
-                xr, yr = self.fed.client_x[k][rows[k]], self.fed.client_y[k][rows[k]]
-                C.train()
-                loss_c = F.cross_entropy(C(xr), yr)
-                self.opt_C[k].zero_grad(set_to_none=True)
-                loss_c.backward()
-                self.opt_C[k].step()
-                loss_d, _ = discriminator_loss(D, xr, fake, g.lambda_d, g.lambda_reg)
-                self.opt_D[k].zero_grad(set_to_none=True)
-                loss_d.backward()
-                self.opt_D[k].step()
-                # one forward gives both the score and this client's share of L_G (same dropout mask)
-                x_in = fake.clone().requires_grad_(True)
-                if g.scores_in_eval_mode:
-                    C.eval()
-                d_k, c_k = D(x_in), C(x_in)
-                C.train()
-            outs[k] = (x_in, d_k, c_k)
-            scores[k] = realistic_scores(d_k, c_k, y_fake)
-            lc_sum += float(loss_c.detach())
-            ld_sum += float(loss_d.detach())
-        all_scores = comm.stack(scores, torch.zeros(self.batch, device=self.device))
+            try:
+                res[k] = call_with_deadline(
+                    lambda guard, k=k: self._client_step(guard, k, rows[k], fake, y_fake, m, t), timeout, f"client {k}")
+            except Exception as e:  # noqa: BLE001 - a failing client must not stop the federation
+                self._dropped(t, k, e)
+        one = torch.ones((), device=self.device)
+        present = comm.stack({k: one for k in res}, one) > 0
+        n_present = int(present.sum())
+        all_scores = comm.stack({k: r["score"] for k, r in res.items()}, torch.zeros(self.batch, device=self.device))
+        all_scores = all_scores.masked_fill(~present.unsqueeze(1), float("-inf"))
+        lc = comm.sum_float(sum(r["lc"] for r in res.values()))
+        ld = comm.sum_float(sum(r["ld"] for r in res.values()))
+        assert_finite(lc + ld, t)  # a NaN D/C would otherwise surface only as unroutable scores
+        out = {"loss_G": None, "loss_C": lc / max(n_present, 1), "loss_D": ld / max(n_present, 1), "lr_mult": m,
+               "epoch": epoch, "clients_absent": comm.num_clients - n_present}
+        if n_present == 0:
+            return out  # nobody answered: no generator step this iteration
         k_star = route(all_scores)
         grads, lg = {}, 0.0
-        for k in comm.local:
-            x_in, d_k, c_k = outs[k]
-            share = client_generator_loss(d_k, c_k, y_fake, k_star == k, self.batch)
-            (grads[k],) = torch.autograd.grad(share, x_in)  # only x_hat's gradient leaves the client
-            lg += float(share.detach())
+        for k, r in res.items():
+            mask = k_star == k
+            if not bool(mask.any()):
+                continue  # no routed sample: a zero gradient, nothing to compute
+            try:
+                grads[k], share = call_with_deadline(
+                    lambda guard, k=k, r=r, mask=mask: self._client_grad(guard, k, r, fake, y_fake, mask),
+                    timeout, f"client {k}")
+                lg += share
+            except Exception as e:  # noqa: BLE001
+                self._dropped(t, k, e)  # its routed samples give no gradient this iteration
+        res.clear()  # frees the kept graphs (g_graph=all) before G's backward
         grad_x = comm.stack(grads, fake).sum(0)
         self.opt_G.zero_grad(set_to_none=True)
         x_fake.backward(grad_x)
@@ -143,9 +221,8 @@ class Stage1:
         assert_finite(lg, t)
         k_cpu = k_star.cpu()
         self.route_counts.index_put_((k_cpu, y_fake.cpu()), torch.ones_like(k_cpu), accumulate=True)
-        n = comm.num_clients
-        return {"loss_G": lg, "loss_C": comm.sum_float(lc_sum) / n, "loss_D": comm.sum_float(ld_sum) / n,
-                "lr_mult": m, "epoch": epoch}
+        out["loss_G"] = lg
+        return out
 
     @torch.no_grad()
     def label_fidelity(self, judge, n: int = 1000) -> float:

@@ -12,6 +12,7 @@ from tenfold.loop import assert_finite
 from tenfold.runtime import autocast
 
 from .engine import Comm, Streams, stream_seed
+from .faults import ClientFailure, Guard, call_with_deadline, parse_events
 from .method import (
     client_batch_indices,
     fedlc_logits,
@@ -25,20 +26,18 @@ from .stage1 import epoch_order
 __all__ = ["Stage2", "ClientFailure", "evaluate"]
 
 
-class ClientFailure(RuntimeError):
-    pass
-
-
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> float:
-    """Top-1 on the full set: no shuffle, no drop_last (fixes reference quirk 4)."""
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 128, prep=None) -> float:
+    """Top-1 on the full set: no shuffle, no drop_last (fixes reference quirk 4). `prep` converts a
+    stored (uint8) chunk to the model's input."""
     if len(y) == 0:
         return float("nan")
     was = model.training
     model.eval()
     correct = 0
     for i in range(0, len(y), batch):
-        correct += int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+        xb = x[i:i + batch]
+        correct += int((model(prep(xb) if prep is not None else xb).argmax(1) == y[i:i + batch]).sum())
     model.train(was)
     return correct / len(y)
 
@@ -59,7 +58,7 @@ class Stage2:
             for p in self.G.parameters():
                 p.requires_grad_(False)
         self.work = copy.deepcopy(self.S)
-        self.opt_S = torch.optim.Adam(self.S.parameters(), lr=self.f.server_lr, betas=(self.f.beta1, self.f.beta2))
+        self.opt_S = self._new_server_opt()
         self.client_w = dict(client_init or {})  # start weights for the next round (round 1 with init=stage1, Local)
         if self.method == "local":
             for k in comm.local:
@@ -77,11 +76,8 @@ class Stage2:
             self.c_local = {k: [torch.zeros_like(p) for p in self.S.parameters()] for k in comm.local}
         self.logger = logger
         self._order_cache = None
-        fails = {}
-        for item in cfg.faults.fail_clients:
-            r, k = str(item).split(":")
-            fails.setdefault(int(r), set()).add(int(k))
-        self.injected = fails
+        self.injected = parse_events(cfg.faults.fail_clients, "faults.fail_clients")
+        self.delays = parse_events(cfg.faults.delay_clients, "faults.delay_clients")
 
     # ---- state -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -123,7 +119,20 @@ class Stage2:
             return float(torch.rand(1, generator=g)) < self.cfg.faults.fail_prob
         return False
 
-    def _train_client(self, rnd: int, k: int) -> dict:
+    def _local_acc(self, model, k: int) -> float:
+        return evaluate(model, self.fed.local_test_u8[k], self.fed.local_test_y[k], self.f.eval_batch,
+                        self.fed.to_float)
+
+    def _train_client(self, rnd: int, k: int, evaluate_now: bool = False, guard: Guard | None = None) -> dict:
+        """Client k's local work in round rnd, on its own RNG stream; `guard` lets the server cut it off at a
+        step boundary when its deadline passes (see faults.py)."""
+        if k in self.delays.get(rnd + 1, ()):
+            time.sleep(self.cfg.faults.delay_s)  # injected slowness, before the client touches any state
+        guard = guard or Guard()
+        with guard, self.streams.use(f"client{k}"):
+            return self._local_work(rnd, k, evaluate_now, guard)
+
+    def _local_work(self, rnd: int, k: int, evaluate_now: bool, guard: Guard) -> dict:
         f, W = self.f, self.work
         start = self.client_w.get(k) if (self.method == "local" or (rnd == 0 and k in self.client_w)) else None
         W.load_state_dict(start if start is not None else self.S.state_dict())
@@ -137,17 +146,18 @@ class Stage2:
         w_start = [p.detach().clone() for p in W.parameters()] if self.method == "scaffold" else None
         counts = self.fed.class_counts(k).to(self.device) if self.method == "fedlc" else None
         fail = self._fail_now(rnd, k)
-        x, y = self.fed.client_x[k], self.fed.client_y[k]
-        t0, loss_sum = time.perf_counter(), 0.0
+        loss_sum = 0.0
         for s in range(self.steps):
+            guard.check()
             if fail and s == min(1, self.steps - 1):
                 raise ClientFailure(f"injected failure of client {k} in round {rnd + 1}")
             r = self._rows(rnd * self.steps + s, k)
+            xb, yb = self.fed.batch(k, r)
             with autocast(self.device, self.cfg.amp):
-                logits = W(x[r]).float()
+                logits = W(xb).float()
             if counts is not None:
                 logits = fedlc_logits(logits, counts, f.fedlc_tau)
-            loss = F.cross_entropy(logits, y[r])
+            loss = F.cross_entropy(logits, yb)
             if anchor is not None:
                 loss = loss + fedprox_term(W.parameters(), anchor, f.fedprox_mu)
             opt.zero_grad(set_to_none=True)
@@ -157,11 +167,9 @@ class Stage2:
                 scaffold_correct(_params(W), self.c_global, self.c_local[k], f.lr)
             loss_sum += float(loss.detach())
         assert_finite(loss_sum, rnd)
-        elapsed = time.perf_counter() - t0
-        if self.cfg.faults.client_timeout_s > 0 and elapsed > self.cfg.faults.client_timeout_s:
-            raise ClientFailure(f"client {k} timed out in round {rnd + 1} ({elapsed:.2f}s > "
-                                f"{self.cfg.faults.client_timeout_s}s)")
         out = {"loss": loss_sum / max(self.steps, 1), "opt": opt.state_dict()}
+        if evaluate_now:  # this client's own updated model on its own local test split (before aggregation)
+            out["acc"] = self._local_acc(W, k)
         if self.method == "scaffold":
             out["dc"] = scaffold_control_update(self.c_global, self.c_local[k], w_start, _params(W),
                                                 max(self.steps, 1), f.lr)
@@ -185,13 +193,14 @@ class Stage2:
         dc_acc = None
         if self.method == "scaffold":
             dc_acc = [torch.zeros_like(p, dtype=torch.float64) for p in self.S.parameters()]
-        weight, dropped, losses = 0.0, [], []
+        weight, dropped, losses, client_accs = 0.0, [], [], {}
         for k in comm.local:
             if k not in chosen:
                 continue
             try:
-                with self.streams.use(f"client{k}"):
-                    res = self._train_client(rnd, k)
+                res = call_with_deadline(
+                    lambda guard, k=k: self._train_client(rnd, k, self.eval_round(rnd), guard),
+                    self.cfg.faults.client_timeout_s, f"client {k} in round {rnd + 1}")
             except ClientFailure as e:
                 dropped.append(k)
                 self._log_drop(rnd, k, e)
@@ -207,6 +216,8 @@ class Stage2:
                 acc[name] += n_k * v.double()
             weight += n_k
             losses.append(res["loss"])
+            if "acc" in res:
+                client_accs[k] = res["acc"]
             if f.optim_state == "persist":
                 self.client_opt[k] = res["opt"]
             if self.method == "scaffold":
@@ -222,6 +233,9 @@ class Stage2:
         loss = comm.sum_float(sum(losses)) / max(n_ok, 1)
         dropped_all = int(comm.sum_float(len(dropped)))
         rec = {"round": rnd + 1, "clients_ok": n_ok, "clients_dropped": dropped_all, "local_loss": loss}
+        if self.eval_round(rnd):
+            n_acc = comm.sum_float(len(client_accs))
+            rec["client_acc_mean"] = comm.sum_float(sum(client_accs.values())) / n_acc if n_acc else None
         if self.method != "local":
             if weight > 0:
                 for name in acc:
@@ -237,8 +251,16 @@ class Stage2:
         rec["round_time_s"] = time.perf_counter() - t0
         return rec
 
+    def eval_round(self, rnd: int) -> bool:
+        return (rnd + 1) % self.f.eval_every == 0 or rnd + 1 == self.f.rounds
+
+    def _new_server_opt(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.S.parameters(), lr=self.f.server_lr, betas=(self.f.beta1, self.f.beta2))
+
     def server_update(self) -> dict:
         """§2.5 step 2: server_steps filtered synthetic CE steps on the aggregated S (same on every rank)."""
+        if self.f.server_optim_state == "reset":  # a fresh Adam every round (the reference persists it)
+            self.opt_S = self._new_server_opt()
         kept, steps, losses = 0, 0, []
         with self.streams.use("server"), autocast(self.device, self.cfg.amp):
             for _ in range(self.f.server_steps):
@@ -257,22 +279,29 @@ class Stage2:
             self.logger(msg)
 
     def evaluate(self) -> dict:
-        test = (self.fed.test_x, self.fed.test_y, self.f.eval_batch)
+        """Federated evaluation after a round: the global model on the global test set (`test_acc`) and on
+        every client's local test split (`local_acc_mean`, the mean over clients). Local: each client's own model."""
+        test = (self.fed.test_u8, self.fed.test_y, self.f.eval_batch, self.fed.to_float)
+        local = self.local_accuracies()
+        rec = {"local_acc_mean": sum(local) / len(local)}
         if self.method != "local":
-            return {"test_acc": evaluate(self.S, *test)}
+            rec["test_acc"] = evaluate(self.S, *test)
+            return rec
         # Local: mean over clients of each own model's global-test accuracy
         tot = 0.0
         for k in self.comm.local:
             self.work.load_state_dict(self.client_w[k])
             tot += evaluate(self.work, *test)
-        return {"test_acc": self.comm.sum_float(tot) / self.comm.num_clients}
+        rec["test_acc"] = self.comm.sum_float(tot) / self.comm.num_clients
+        return rec
 
     def local_accuracies(self) -> list[float]:
+        """Per client: the global model (after broadcast; Local: the client's own) on the client's local test split."""
         out = torch.zeros(self.comm.num_clients, dtype=torch.float64, device=self.device)
         for k in self.comm.local:
             m = self.S
             if self.method == "local":
                 self.work.load_state_dict(self.client_w[k])
                 m = self.work
-            out[k] = evaluate(m, self.fed.local_test_x[k], self.fed.local_test_y[k], self.f.eval_batch)
+            out[k] = self._local_acc(m, k)
         return [float(v) for v in self.comm.sum_(out)]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import torch
-from tenfold import checkpoint, distributed
+from tenfold import checkpoint, distributed, signals
 from tenfold import config as config_mod
 from tenfold.errors import CheckpointError, ConfigError
 from tenfold.meters import MetricLogger, progress, write_json
@@ -97,14 +97,19 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
         if ck.get("method") != method:
             raise CheckpointError(f"{ck_path} is a '{ck.get('method')}' run, not '{method}'; use another --out")
         say(f"resuming from {ck_path} (stage {ck['stage']}, step {ck['step']})")
+        metrics.truncate_after(ck["step"], stage=ck["stage"])  # records after the checkpoint are logged again
+        t_start -= ck.get("elapsed_s", 0.0)  # wall time stays cumulative over resumes
 
-    def save(stage: int, step: int, state: dict) -> None:
+    def save(stage: int, step: int, state: dict) -> Path:
         payload = {"stage": stage, "step": step, "state": state, "streams": streams.state_dict(), "method": method,
-                   "config": config_mod.to_dict(cfg), "world": distributed.world_size()}
-        checkpoint.save(_rank_path(out / "last.pt", rank), payload, KIND)
+                   "config": config_mod.to_dict(cfg), "world": distributed.world_size(),
+                   "elapsed_s": time.perf_counter() - t_start, "summary": carried}
+        return checkpoint.save(_rank_path(out / "last.pt", rank), payload, KIND)
 
     summary: dict = {"method": method, "init": init, "preset": cfg.fl.preset, "seed": cfg.seed,
                      "client_sizes": fed.sizes, "device": str(device), "world_size": distributed.world_size()}
+    carried: dict = dict(ck.get("summary", {})) if ck is not None else {}  # Stage 1 results, kept over resumes
+    summary.update(carried)
     G, client_init, client_opt_init = None, None, None
     s1_file = _rank_path(out / "stage1.pt", rank)
     if need_stage1 and cfg.fl.stage1_from:
@@ -116,7 +121,7 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
         client_opt_init = {k: s1["opt_C"][k] for k in comm.local}
         summary["stage1_from"] = str(cfg.fl.stage1_from)
     elif need_stage1 and not (ck is not None and ck["stage"] == 2):
-        st1 = Stage1(cfg, fed, comm, streams, device, make_g, make_d, make_c, S)
+        st1 = Stage1(cfg, fed, comm, streams, device, make_g, make_d, make_c, S, logger=say)
         start = 0
         if ck is not None and ck["stage"] == 1:
             st1.load_state_dict(ck["state"])
@@ -125,11 +130,12 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
         total = st1.total_iters
         t1 = time.perf_counter()
         bar = progress(total=total, initial=start, desc="stage 1 (GAN)")
-        for t in range(start, total):
+        for t in signals.steps(range(start, total), lambda i: save(1, i + 1, st1.state_dict()),
+                               lambda i: f"stage 1 iteration {i + 1}/{total}"):
             m = st1.iteration(t)
             bar.update(1)
             if (t + 1) % cfg.gan.log_every == 0 or t + 1 == total:
-                metrics.log(step=t + 1, stage=1, **m)
+                bar.set_postfix(metrics.log(step=t + 1, stage=1, **m), refresh=False)
             if stop_at == ("stage1", t + 1):
                 save(1, t + 1, st1.state_dict())
                 bar.close()
@@ -138,9 +144,11 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
                 save(1, t + 1, st1.state_dict())
         bar.close()
         summary["stage1_iters"] = total
-        summary["stage1_time_s"] = time.perf_counter() - t1
+        summary["stage1_time_s"] = time.perf_counter() - t1 + carried.get("stage1_time_s", 0.0)
         summary["stage1_it_per_s"] = (total - start) / max(summary["stage1_time_s"], 1e-9)
         summary["routing_owner_agreement"] = st1.routing_owner_agreement()
+        carried.update({k: summary[k] for k in ("stage1_iters", "stage1_time_s", "stage1_it_per_s",
+                                                "routing_owner_agreement")})
         G = st1.G
         client_init, client_opt_init = st1.state_dict()["C"], st1.state_dict()["opt_C"]
         checkpoint.save(s1_file, {"G": G.state_dict(), "C": client_init, "opt_C": client_opt_init,
@@ -172,10 +180,14 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
     rounds = cfg.fl.rounds
     t2 = time.perf_counter()
     bar = progress(total=rounds, initial=start_round, desc=f"stage 2 ({method})")
-    for r in range(start_round, rounds):
+    for r in signals.steps(range(start_round, rounds), lambda i: save(2, i + 1, stage2_state()),
+                           lambda i: f"stage 2 round {i + 1}/{rounds}"):
         rec = st2.round(r)
-        if (r + 1) % cfg.fl.eval_every == 0 or r + 1 == rounds:
+        if st2.eval_round(r):  # federated evaluation: global test, clients' local tests, client models
             rec.update(st2.evaluate())
+            bar.set_postfix(rec, refresh=False)
+            if hasattr(bar, "line"):
+                bar.line("evaluation")  # a plain progress line at every evaluation (logs that are not a terminal)
         history.append(rec)
         bar.update(1)
         if (r + 1) % cfg.fl.log_every == 0 or r + 1 == rounds:
