@@ -22,12 +22,21 @@ class DataConfig:
     n_probe: int = 100  # DEPARA probe images, shared and ordered
     probe_pool: str = "auto"  # auto (synth for synth, cifar test images for real) | synth | cifar | mnist
     probe_folder: str = ""  # optional: your own probe images (a folder of image files, sorted by name)
+    resize: int = 0  # probe_folder: 0 = centre square crop, then resize to image_size; R > 0 = shorter side to R,
+    #                  then a centre crop of image_size (the paper's Resize 256 -> CenterCrop 224)
+    mean: list[float] = field(default_factory=list)  # probe normalisation; empty: CIFAR-10 statistics (the zoo's)
+    std: list[float] = field(default_factory=list)  # a model whose checkpoint meta names mean/std uses its own
 
     def validate(self):
         if self.kind not in ("synth", "real"):
             raise ConfigError(f"data.kind must be synth or real, got {self.kind!r}")
         if self.probe_pool not in ("auto", "synth", "cifar", "mnist"):
             raise ConfigError(f"data.probe_pool must be auto, synth, cifar or mnist, got {self.probe_pool!r}")
+        if len(self.mean) not in (0, 3) or len(self.std) != len(self.mean) or any(v <= 0 for v in self.std):
+            raise ConfigError(f"data.mean / data.std must both be empty or 3 values (std > 0), got {self.mean} / "
+                              f"{self.std}")
+        if self.resize and self.resize < self.image_size:
+            raise ConfigError(f"data.resize={self.resize} is smaller than the crop data.image_size={self.image_size}")
         for k in ("n_train", "n_transfer", "n_test", "n_probe"):
             if getattr(self, k) < 3:
                 raise ConfigError(f"data.{k} must be >= 3, got {getattr(self, k)}")
@@ -66,7 +75,9 @@ class ScoreConfig:
     spearman_ties: str = "average"  # average (scipy) | argsort (reference code: ties broken by order)
     random_draws: int = 200  # random-score control: metrics averaged over this many seeded draws
     k: int = 3  # P@K against the K best measured sources
-    models: list[str] = field(default_factory=list)  # score these model files instead of a zoo's models/
+    # score these instead of a zoo's models/: each "[NAME=]SOURCE[@WEIGHTS][#TAP]" with SOURCE a .pt file,
+    # torchvision:<arch> or module:callable, TAP a module name (depara.sources)
+    models: list[str] = field(default_factory=list)
 
     def validate(self):
         if self.spearman_ties not in ("average", "argsort"):
@@ -81,7 +92,8 @@ class SelectConfig:
     layer_target: str = "T1"  # layer mode: the target task (ground truth: linear probe per layer)
     layer_reference: str = ""  # reference model (task name or file); empty: the target task's zoo model
     reference_output: str = "logits"  # logits (paper: final linear layer) | features (pooled representation)
-    layers: list[str] = field(default_factory=list)  # module names; empty: every Conv2d of the source
+    layers: list[str] = field(default_factory=list)  # module names; empty: every Conv2d (+ fc_layers) of the source
+    fc_layers: int = 0  # with layers empty: also the first N Linear layers (the paper's VGG: 16 convs + 2 FCs)
     center_features: bool = False  # layer selection edges are not centred in the reference code
     reference_on_probe_data: bool = True  # reports which reference was used (spec pitfall: leakage)
 

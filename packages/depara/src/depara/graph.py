@@ -13,7 +13,7 @@ from tenfold import checkpoint
 from tenfold.errors import CheckpointError, ConfigError
 from torch import nn
 
-from .method import attribute, edge_vector, elrp_rules, no_inplace, reduce_channels, rsa_vector
+from .method import attribute, edge_rsa_streamed, edge_vector, elrp_rules, no_inplace, reduce_channels, rsa_vector
 
 __all__ = ["Graph", "GraphOptions", "build_graph", "layer_graphs", "LayerTaps", "conv_layer_names",
            "save_graph", "load_graph"]
@@ -61,14 +61,20 @@ def _nodes(A: torch.Tensor, opts: GraphOptions) -> torch.Tensor:
     return reduce_channels(A, opts.channel_reduce).to(getattr(torch, opts.node_dtype)).cpu()
 
 
-def _finish(nodes: list, feats: list, opts: GraphOptions, meta: dict) -> Graph:
+def _finish(nodes: list, feats: list, opts: GraphOptions, meta: dict, stream_to=None) -> Graph:
+    """stream_to=None: edges in fp64 where the features are (small pooled features); a device: the features
+    (held on the host) go there in fp32 column slices, and only the n x n Gram matrix is kept (layer graphs)."""
     feats_t = torch.cat(feats)
+    feats.clear()  # the per-batch pieces are not needed twice
     if feats_t.shape[0] < 3:
         raise ConfigError(f"a graph needs at least 3 probe images, got {feats_t.shape[0]}")
     if not bool(torch.isfinite(feats_t).all()):
         raise ConfigError(f"non-finite features for {meta.get('name', 'a model')}: check the weights/inputs")
-    return Graph(torch.cat(nodes), edge_vector(feats_t, opts.center_features).cpu(),
-                 rsa_vector(feats_t, opts.center_features).cpu(), dict(meta, dim=feats_t.shape[1], **{
+    if stream_to is None:
+        E, R = edge_vector(feats_t, opts.center_features).cpu(), rsa_vector(feats_t, opts.center_features).cpu()
+    else:
+        E, R = edge_rsa_streamed(feats_t, opts.center_features, stream_to)
+    return Graph(torch.cat(nodes), E, R, dict(meta, dim=feats_t.shape[1], **{
                      k: getattr(opts, k) for k in ("attribution", "channel_reduce", "center_features",
                                                    "node_pool", "node_dtype")}))
 
@@ -144,7 +150,11 @@ def layer_graphs(model: nn.Module, names: Sequence[str], probes: torch.Tensor, o
     """One graph per layer (the model truncated at that layer).
 
     shared_forward=True: one forward per batch, then one autograd.grad(y_l.sum(), x, retain_graph=True)
-    per layer, each on the same fresh leaf but never accumulated. False: a separate forward per layer."""
+    per layer, each on the same fresh leaf but never accumulated. False: a separate forward per layer.
+
+    Memory: each batch's layer outputs leave the device at once (fp32, host), and the graphs are finished one
+    layer at a time, each layer's features streamed back in fp32 slices (no fp64 copy, one layer on the device).
+    The host holds n x sum_l D_l floats; a list of names split into groups bounds it (one call per group)."""
     opts = opts or GraphOptions()
     opts.validate()
     model.eval()
@@ -168,7 +178,8 @@ def layer_graphs(model: nn.Module, names: Sequence[str], probes: torch.Tensor, o
                             g = g_sum = g if g_sum is None else g_sum + g
                         A = g.abs() if opts.attribution == "saliency" else g * x.detach()
                         nodes[n].append(_nodes(A.detach(), opts))
-                        feats[n].append(y.detach().flatten(1).float())
+                        feats[n].append(y.detach().flatten(1).float().cpu())
+                        del g, A
                     taps.out.clear()
                 else:
                     for n in names:
@@ -178,11 +189,11 @@ def layer_graphs(model: nn.Module, names: Sequence[str], probes: torch.Tensor, o
 
                         A, y = attribute(fn, xb, opts.attribution, opts.objective, opts.elrp_eps)
                         nodes[n].append(_nodes(A, opts))
-                        feats[n].append(y.float())
+                        feats[n].append(y.float().cpu())
                         taps.out.clear()
     finally:
         taps.remove()
-    return {n: _finish(nodes[n], feats[n], opts, dict(meta or {}, layer=n)) for n in names}
+    return {n: _finish(nodes[n], feats[n], opts, dict(meta or {}, layer=n), stream_to=device) for n in names}
 
 
 def save_graph(g: Graph, path: str | Path) -> Path:

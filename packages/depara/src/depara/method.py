@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from tenfold.errors import ConfigError
 
 __all__ = ["ATTRIBUTIONS", "CHANNEL_REDUCE", "attribute", "reduce_channels", "elrp_rules", "edge_vector",
-           "rsa_vector", "rankdata", "spearman", "node_similarity", "edge_similarity", "depara_score",
-           "no_inplace"]
+           "rsa_vector", "edge_rsa_streamed", "rankdata", "spearman", "node_similarity", "edge_similarity",
+           "depara_score", "no_inplace"]
 
 ATTRIBUTIONS = ("grad_input", "saliency", "elrp")
 CHANNEL_REDUCE = ("abs_mean", "mean", "none")
@@ -132,6 +132,33 @@ def rsa_vector(feats: torch.Tensor, center: bool = True) -> torch.Tensor:
     f = f - f.mean(1, keepdim=True)
     fn = _unit_rows(f)
     return (1.0 - _upper(fn @ fn.T)).float()
+
+
+def edge_rsa_streamed(feats: torch.Tensor, center: bool = True, device=None, chunk: int = 1 << 16
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`edge_vector` and `rsa_vector` of features [n, D] (e.g. on the host) without an fp64 copy of them.
+
+    The features go to `device` in fp32 slices of `chunk` columns, each centred over the probes on its own
+    (centring is per column), and only the n x n Gram matrix and the row sums are accumulated (fp64, n x n is
+    small). The RSA rows are then centred through the Gram matrix: (f_i - m_i)(f_j - m_j) = G_ij - D m_i m_j."""
+    n, d = feats.shape[0], feats[0].numel()
+    feats = feats.reshape(n, d)
+    device = device if device is not None else feats.device
+    G = torch.zeros(n, n, dtype=torch.float64, device=device)
+    s = torch.zeros(n, dtype=torch.float64, device=device)
+    for c in range(0, d, chunk):
+        f = feats[:, c:c + chunk].to(device, torch.float32)
+        if center:
+            f = f - f.mean(0, keepdim=True)
+        G += (f @ f.T).double()
+        s += f.sum(1, dtype=torch.float64)
+
+    def cos(g):
+        nrm = g.diagonal().clamp_min(0).sqrt().clamp_min(1e-12)
+        return _upper(g / nrm[:, None] / nrm[None, :]).float()
+
+    m = s / d
+    return cos(G).cpu(), (1.0 - cos(G - d * m[:, None] * m[None, :])).cpu()
 
 
 def rankdata(x: torch.Tensor) -> torch.Tensor:

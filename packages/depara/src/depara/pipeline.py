@@ -1,6 +1,8 @@
 """The experiment behind the CLIs: train a zoo, measure transfer, build graphs, rank, evaluate."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -15,10 +17,11 @@ from tenfold.meters import progress, write_json
 from .config import DeparaConfig
 from .data import TASKS, make_pool, probe_images, task_view, transform_pool
 from .graph import Graph, build_graph, load_graph, save_graph
-from .zoo import features, load_zoo_model, preprocess, probe_accuracy, save_zoo_model, train_task_model
+from .sources import load_source, parse_model_spec, representation, weights_digest
+from .zoo import features, preprocess, probe_accuracy, save_zoo_model, train_task_model
 
 __all__ = ["zoo_dir", "train_zoo", "measure_transfer", "default_targets", "zoo_models", "probe_tensor",
-           "model_graphs", "amp_for"]
+           "model_graphs", "amp_for", "graph_key", "resize_center_crop"]
 
 
 def zoo_dir(cfg: DeparaConfig) -> Path:
@@ -95,20 +98,22 @@ def _oversample(task: str) -> int:
 
 
 def zoo_models(cfg: DeparaConfig, device) -> dict[str, tuple[torch.nn.Module, dict]]:
-    """Every source: the zoo's task models plus the configured teachers (or score.models files)."""
-    paths = [Path(p) for p in cfg.score.models]
-    if not paths:
+    """Every source: the zoo's task models plus the configured teachers, or the score.models entries
+    (files, torchvision:<arch>[@weights], module:callable, each optionally NAME= and #TAP; depara.sources)."""
+    specs = [parse_model_spec(s) for s in cfg.score.models]
+    if not specs:
         mdir = zoo_dir(cfg) / "models"
         paths = [mdir / f"{t}.pt" for t in cfg.zoo.tasks]
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise DataError(f"zoo model {missing[0]} not found: run depara-zoo with the same config first "
                             f"(or set zoo_dir=DIR)")
-        paths += [Path(p) for p in cfg.zoo.teachers]
+        specs = [parse_model_spec(str(p)) for p in paths + [Path(p) for p in cfg.zoo.teachers]]
     out = {}
-    for p in paths:
-        model, meta = load_zoo_model(p, device)
-        out[meta.get("task", p.stem)] = (model, meta)
+    for spec in specs:
+        if spec.name in out:
+            raise ConfigError(f"two models are named {spec.name!r}: give one a name, NAME=SOURCE")
+        out[spec.name] = load_source(spec, device)
     return out
 
 
@@ -155,16 +160,44 @@ def measure_transfer(cfg: DeparaConfig, models: dict, device, pools: _Pools | No
 def probe_tensor(cfg: DeparaConfig) -> tuple[torch.Tensor, np.ndarray]:
     """The ordered probe set, preprocessed once for every model (same raw images, same crops)."""
     if cfg.data.probe_folder:
-        raw = _folder_images(Path(cfg.data.probe_folder), cfg.data.n_probe, cfg.data.image_size)
+        raw = _folder_images(Path(cfg.data.probe_folder), cfg.data.n_probe, cfg.data.image_size, cfg.data.resize)
     else:
         kind = cfg.data.probe_pool
         if kind == "auto":
             kind = "synth" if cfg.data.kind == "synth" else "cifar"
         raw = probe_images(kind, cfg.data.n_probe, cfg.seed, cfg.data_root, cfg.data.image_size)
-    return preprocess(raw), raw
+    return preprocess(raw, *_stats(cfg, {})), raw
 
 
-def _folder_images(folder: Path, n: int, size: int) -> np.ndarray:
+def _stats(cfg: DeparaConfig, meta: dict) -> tuple[tuple, tuple]:
+    """A model's own normalisation (checkpoint meta), else data.mean/std, else CIFAR-10's (the zoo's)."""
+    if "mean" in meta and "std" in meta:
+        return tuple(meta["mean"]), tuple(meta["std"])
+    if cfg.data.mean:
+        return tuple(cfg.data.mean), tuple(cfg.data.std)
+    return tuple(CIFAR10_MEAN), tuple(CIFAR10_STD)
+
+
+def resize_center_crop(im, size: int, resize: int = 0):
+    """resize = 0: the largest centre square, resized to size x size; resize = R: the shorter side resized to R
+    (aspect kept, as torchvision's Resize(R)), then the centre size x size crop (CenterCrop)."""
+    from PIL import Image
+
+    if not resize:
+        s = min(im.size)
+        left, top = (im.width - s) // 2, (im.height - s) // 2
+        return im.crop((left, top, left + s, top + s)).resize((size, size), Image.BILINEAR)
+    w, h = im.size
+    if w <= h:
+        nw, nh = resize, int(resize * h / w)
+    else:
+        nw, nh = int(resize * w / h), resize
+    im = im.resize((nw, nh), Image.BILINEAR)
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    return im.crop((left, top, left + size, top + size))
+
+
+def _folder_images(folder: Path, n: int, size: int, resize: int = 0) -> np.ndarray:
     from PIL import Image
 
     if not folder.is_dir():
@@ -173,39 +206,51 @@ def _folder_images(folder: Path, n: int, size: int) -> np.ndarray:
     if len(files) < 3:
         raise DataError(f"data.probe_folder {folder}: found {len(files)} images, need at least 3")
     out = []
-    for p in files[:n]:
-        im = Image.open(p).convert("RGB")
-        s = min(im.size)  # centre crop, then resize: the same crop for every model
-        left, top = (im.width - s) // 2, (im.height - s) // 2
-        out.append(np.asarray(im.crop((left, top, left + s, top + s)).resize((size, size), Image.BILINEAR)))
+    for p in files[:n]:  # the same crop for every model
+        out.append(np.asarray(resize_center_crop(Image.open(p).convert("RGB"), size, resize)))
     return np.stack(out)
 
 
 def model_graphs(cfg: DeparaConfig, models: dict, probes: torch.Tensor, device, cache_dir: Path | None = None,
                  raw: np.ndarray | None = None) -> dict[str, Graph]:
-    """One graph per model on the shared probes, of its pooled representation; cached as <cache>/<name>.pt.
+    """One graph per model on the shared probes, of its representation (pooled features, or its TAP's output).
 
-    A model whose meta names its own input normalisation ('mean', 'std') gets the same raw probes (`raw`,
-    uint8 NHWC) normalised its way: same images and crops, each model's own preprocessing."""
+    Each model gets the same raw probes (`raw`, uint8 NHWC) normalised its own way (`_stats`). Graphs are cached
+    as <cache>/<name>-<key>.pt, the key a hash of the weights, the probe tensor the model sees, the
+    representation and every graph option (`graph_key`): a changed model, probe set or option is recomputed,
+    and a stale graph is never read (a zoo's graphs/ may be shared by depara-score and depara-select)."""
     graphs = {}
     amp = amp_for(device)
     for name, (model, meta) in progress(list(models.items()), desc="graphs"):
-        path = cache_dir / f"{name}.pt" if cache_dir is not None else None
+        x = preprocess(raw, *_stats(cfg, meta)) if raw is not None else probes
+        tap = meta.get("tap", "")
+        key = graph_key(weights_digest(model), x, cfg.graph,
+                        {"tap": tap, "device": torch.device(device).type, "amp": amp is not None})
+        path = cache_dir / f"{name}-{key[:20]}.pt" if cache_dir is not None else None
         if path is not None and path.is_file():
             g = load_graph(path)
-            if g.n == probes.shape[0] and all(g.meta.get(k) == getattr(cfg.graph, k)
-                                              for k in ("attribution", "channel_reduce", "center_features")):
+            if g.meta.get("key") == key:
                 graphs[name] = g
                 continue
-        x = probes
-        if raw is not None and "mean" in meta and "std" in meta:
-            x = preprocess(raw, tuple(meta["mean"]), tuple(meta["std"]))
-        g = build_graph(lambda x, m=model: m(x, return_features=True)[1], x, cfg.graph, model=model,
-                        device=device, meta={"name": name}, amp=amp)
+        fn, close = representation(model, tap)
+        try:
+            g = build_graph(fn, x, cfg.graph, model=model, device=device, meta={"name": name, "key": key}, amp=amp)
+        finally:
+            close()
         if path is not None:
             save_graph(g, path)
         graphs[name] = g
     return graphs
+
+
+def graph_key(weights: str, probes: torch.Tensor, opts, extra: dict) -> str:
+    """sha256 of the weights digest, the exact probe tensor, every GraphOptions field and `extra`."""
+    h = hashlib.sha256(f"depara-graph-v2|{weights}|".encode())
+    t = probes.detach().cpu().contiguous()
+    h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(json.dumps({"graph": dataclasses.asdict(opts), **extra}, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def load_transfer(cfg: DeparaConfig) -> dict | None:

@@ -15,9 +15,10 @@ from .evaluate import random_baseline, rank_metrics
 from .graph import Graph, GraphOptions, LayerTaps, build_graph, conv_layer_names, layer_graphs
 from .method import depara_score, no_inplace
 from .selection import pair_scores
+from .sources import load_source, parse_model_spec, representation
 from .zoo import load_zoo_model, preprocess, probe_accuracy
 
-__all__ = ["model_selection", "layer_selection", "scorer_names"]
+__all__ = ["model_selection", "layer_selection", "scorer_names", "candidate_layers"]
 
 
 def scorer_names(lambdas) -> list[str]:
@@ -64,8 +65,17 @@ def model_selection(cfg: DeparaConfig, graphs: dict[str, Graph], transfer: dict 
 
 
 def _resolve_model(ref: str, cfg: DeparaConfig, device, zoo: Path):
-    path = Path(ref) if (ref.endswith(".pt") or "/" in ref) else zoo / "models" / f"{ref}.pt"
-    return load_zoo_model(path, device)
+    """A zoo task name (its zoo model), or a model string of depara.sources (file, torchvision:, module:)."""
+    if not (ref.endswith(".pt") or "/" in ref or ":" in ref or "@" in ref or "#" in ref):
+        return load_zoo_model(zoo / "models" / f"{ref}.pt", device)
+    return load_source(parse_model_spec(ref), device)
+
+
+def candidate_layers(model: torch.nn.Module, fc_layers: int = 0) -> list[str]:
+    """Every Conv2d, then the first `fc_layers` Linear layers, in definition order (the paper's VGG19-BN
+    candidates: 16 convs + the first 2 FCs)."""
+    convs = conv_layer_names(model, (torch.nn.Conv2d,))
+    return convs + conv_layer_names(model, (torch.nn.Linear,))[:fc_layers]
 
 
 def layer_selection(cfg: DeparaConfig, probes: torch.Tensor, device, zoo: Path) -> dict:
@@ -77,15 +87,19 @@ def layer_selection(cfg: DeparaConfig, probes: torch.Tensor, device, zoo: Path) 
     if not ref_name:
         raise ConfigError("layer selection needs a reference: set select.layer_reference=MODEL.pt "
                           "(or select.layer_target=TASK to use that task's zoo model)")
-    reference, _ = _resolve_model(ref_name, cfg, device, zoo)
-    names = sel.layers or conv_layer_names(source, (torch.nn.Conv2d,))
+    reference, rmeta = _resolve_model(ref_name, cfg, device, zoo)
+    names = sel.layers or candidate_layers(source, sel.fc_layers)
     opts = GraphOptions(**{**cfg.graph.__dict__, "center_features": sel.center_features})
-    if sel.reference_output == "logits":
-        fn = reference
+    if rmeta.get("tap"):
+        fn, close = representation(reference, rmeta["tap"])
+    elif sel.reference_output == "logits":
+        fn, close = reference, (lambda: None)
     else:
-        def fn(x):
-            return reference(x, return_features=True)[1]
-    g_ref = build_graph(fn, probes, opts, model=reference, device=device, meta={"name": ref_name})
+        fn, close = representation(reference)
+    try:
+        g_ref = build_graph(fn, probes, opts, model=reference, device=device, meta={"name": ref_name})
+    finally:
+        close()
     graphs = layer_graphs(source, names, probes, opts, device=device)
     parts = {n: pair_scores(g_ref, graphs[n], cfg.score.spearman_ties) for n in names}
     result = {"source": sel.layer_source, "reference": ref_name, "reference_output": sel.reference_output,
