@@ -4,6 +4,9 @@
 #   make test-fast     the same without the `slow` real-data runs
 #   make test-robust   the slow suites under other CPU numerics/seeds (by hand, not CI; see tools/test_robust.py)
 #   make install-<p> / test-<p> / bench-<p> / demo-<p>   one package on its own
+#   make gpu-pack DEST=dir   the data + float16 teachers a GPU run needs (< 56 MiB, git-ignored)
+#   make bench-gpu [BUDGET=480|long] [PACK=gpu-pack] [OUT=runs/bench-gpu] [ONLY=a,b]   every bench/gpu.py on a GPU
+#   make bench-gpu-smoke     the same scripts --smoke on the CPU + a small pack (part of `make test`)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -53,6 +56,7 @@ test: install
 	@fail=""; for t in shared $(addprefix packages/,$(PACKAGES)); do \
 	  echo "=== $$t"; $(BIN)/python -m pytest $$t/tests -q $(PYTEST_ARGS) || fail="$$fail $$t"; \
 	done; \
+	echo "=== bench-gpu-smoke"; $(MAKE) --no-print-directory bench-gpu-smoke || fail="$$fail bench-gpu-smoke"; \
 	if [ -n "$$fail" ]; then echo "FAILED suites:$$fail"; exit 1; fi; echo "all suites passed"
 
 test-fast:
@@ -71,6 +75,28 @@ test-shared: install
 
 test-%: install-%
 	$(BIN)/python -m pytest packages/$*/tests -q $(PYTEST_ARGS)
+
+# GPU run (issue #17). On a bare GPU node nothing is installed: the driver puts the sources on PYTHONPATH and
+# uses the node's own python (GPU_PYTHON) and PyTorch; the pack is its data root and models root.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+BUDGET ?= 480
+PACK ?= gpu-pack
+DEST ?= gpu-pack
+SMOKE_OUT := runs/bench-gpu-smoke
+.PHONY: gpu-pack bench-gpu bench-gpu-smoke
+gpu-pack:
+	PYTHONPATH=shared/src $(GPU_PYTHON) -m tenfold.gpupack --dest $(DEST)
+
+bench-gpu:
+	PYTHONPATH=shared/src $(GPU_PYTHON) -m tenfold.gpubench --out $(or $(OUT),runs/bench-gpu) --budget $(BUDGET) \
+	  $(if $(wildcard $(PACK)/MANIFEST.json),--pack $(PACK)) $(if $(ONLY),--packages $(ONLY))
+
+# --allow-missing while packages are still gaining their bench/gpu.py
+bench-gpu-smoke: install
+	@rm -rf $(SMOKE_OUT); \
+	PYTHONPATH=shared/src $(BIN)/python -m tenfold.gpupack --small --dest $(SMOKE_OUT)/pack && \
+	PYTHONPATH=shared/src $(BIN)/python -m tenfold.gpubench --smoke --allow-missing --out $(SMOKE_OUT) \
+	  $$([ -f $(SMOKE_OUT)/pack/MANIFEST.json ] && echo --pack $(SMOKE_OUT)/pack)
 
 bench-%: install-%
 	cd packages/$* && PATH=$(BIN):$$PATH $(BIN)/python bench/cpu.py
