@@ -75,16 +75,88 @@ def test_one_stage_equals_two_stage_gradients(loss_name, d_norm):
     assert any(t.abs().sum() > 0 for t in g1)
 
 
-@pytest.mark.parametrize("loss_name", ["minimax", "wgan", "nonsaturating", "lsgan"])
-def test_packed_form_equals_simple(loss_name):
-    G, D, x, z = _pair("gn")
-    loss = get_loss(loss_name)
-    sg, sd = {k: v.clone() for k, v in G.state_dict().items()}, {k: v.clone() for k, v in D.state_dict().items()}
-    g1, d1 = one_stage_grads(G, D, x, z, loss, form="simple")
+def _spread_logits(G, D, z, lo, hi):
+    """Rescale D's last (linear) layer so the fake logits span [lo, hi] exactly: puts samples into γ's special
+    regimes (hinge's dead zone f ≤ −1, the non-saturating clamp |γ| = 1e4 for f < −9.2) on purpose."""
+    last = D.net[-1]
+    with torch.no_grad():  # train mode: outputs use batch statistics, so running-stat updates here are harmless
+        h = D(G(z)) - last.bias
+        a = (hi - lo) / (h.max() - h.min())
+        last.weight.mul_(a)
+        last.bias.fill_(lo - a * h.min().item())
+        return D(G(z))
+
+
+def _grads_at_same_state(G, D, fn):
+    sg = {k: v.clone() for k, v in G.state_dict().items()}
+    sd = {k: v.clone() for k, v in D.state_dict().items()}
+    out = fn()
     G.load_state_dict(sg)
     D.load_state_dict(sd)
-    g2, d2 = one_stage_grads(G, D, x, z, loss, form="packed")
-    assert _rel(g1, g2) < 1e-10 and _rel(d1, d2) < 1e-10
+    return out
+
+
+def _norm_for(loss_name):
+    return "bn" if get_loss(loss_name).symmetric else "gn"  # BN in D is exact only for symmetric losses
+
+
+@pytest.mark.parametrize("form", ["simple", "packed"])
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_every_loss_both_forms_give_two_stage_d_gradient_in_all_regimes(loss_name, form):
+    """D's gradient must be exact for every sample, also where γ is substituted (ℓ_f' = 0 → γ = 0, or clamped):
+    the packed form used to send hinge's dead samples (f ≤ −1) a D gradient of +1 instead of 0."""
+    G, D, x, z = _pair(_norm_for(loss_name), seed=1)
+    f = _spread_logits(G, D, z, -12.0, 3.0)
+    assert (f <= -9.3).any() and (f <= -1).any() and (f > -1).any()  # the special regimes are hit
+    loss = get_loss(loss_name)
+    _, d1 = _grads_at_same_state(G, D, lambda: one_stage_grads(G, D, x, z, loss, form=form))
+    _, d2 = _grads_at_same_state(G, D, lambda: two_stage_grads(G, D, x, z, loss))
+    assert _rel(d1, d2) < 1e-10
+    assert max((a - b).abs().max().item() for a, b in zip(d1, d2)) < 1e-9
+
+
+@pytest.mark.parametrize("form", ["simple", "packed"])
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_every_loss_both_forms_give_two_stage_g_gradient(loss_name, form):
+    """Where γ is the true ratio (logits in [−0.9, 2.5]) G's gradient equals the two-stage ∇_G L_G (float64)."""
+    G, D, x, z = _pair(_norm_for(loss_name), seed=2)
+    _spread_logits(G, D, z, -0.9, 2.5)
+    loss = get_loss(loss_name)
+    g1, _ = _grads_at_same_state(G, D, lambda: one_stage_grads(G, D, x, z, loss, form=form))
+    g2, _ = _grads_at_same_state(G, D, lambda: two_stage_grads(G, D, x, z, loss))
+    assert _rel(g1, g2) < 1e-10 and any(t.abs().sum() > 0 for t in g1)
+
+
+def test_hinge_dead_samples_send_generator_no_gradient():
+    """Documented behaviour where ℓ_f' = 0 (hinge, f ≤ −1): the one backward carries nothing into those fakes, so
+    G's gradient is the two-stage gradient of the live samples only, mean_i 1[f_i > −1]·ℓ_g(f_i)."""
+    G, D, x, z = _pair("gn", seed=1)
+    f = _spread_logits(G, D, z, -3.0, 1.0)
+    live = (f > -1).double()
+    assert 0 < live.sum() < len(live)
+    loss = get_loss("hinge")
+    for form in ("simple", "packed"):
+        g1, _ = _grads_at_same_state(G, D, lambda form=form: one_stage_grads(G, D, x, z, loss, form=form))
+
+        def live_only():
+            G.zero_grad(set_to_none=True)
+            (loss.l_g(D(G(z))) * live).mean().backward()
+            return [p.grad.clone() for p in G.parameters()]
+
+        g2 = _grads_at_same_state(G, D, live_only)
+        assert _rel(g1, g2) < 1e-10
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_packed_term_has_d_loss_derivative_at_special_logits(loss_name):
+    """By hand at the logit level (float64): d/df of the packed fake term == ℓ_f'(f) at every special point —
+    hinge's kink and dead zone, LSGAN's f = 0 (γ singular), the non-saturating clamp (f = −20, −120)."""
+    loss = get_loss(loss_name)
+    f = torch.tensor([-120.0, -20.0, -2.0, -1.0, -0.5, 0.0, 0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    gamma = loss.gamma(f)
+    (got,) = torch.autograd.grad(loss.packed_fake(f, gamma).sum(), f)
+    (want,) = torch.autograd.grad(loss.l_f(f).sum(), f)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-300), (got, want)
 
 
 def test_batchnorm_breaks_asymmetric_and_is_guarded():

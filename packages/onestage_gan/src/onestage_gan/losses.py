@@ -42,6 +42,25 @@ class GanLoss:
     def g_loss(self, f_fake: torch.Tensor) -> torch.Tensor:
         return self.l_g(f_fake).mean()
 
+    def gamma_is_ratio(self, f: torch.Tensor, gamma: torch.Tensor, rtol: float = 1e-4) -> torch.Tensor:
+        """Per-sample mask: γ_i equals ℓ_g'(f_i)/ℓ_f'(f_i) (False where γ was substituted: ℓ_f' = 0 → γ = 0, or
+        |γ| clamped at gamma_max). The derivatives come from autograd on the detached (B,) logits: O(B) work."""
+        with torch.enable_grad():
+            f = f.detach().float().requires_grad_(True)
+            (dlf,) = torch.autograd.grad(self.l_f(f).sum(), f)
+            (dlg,) = torch.autograd.grad(self.l_g(f).sum(), f)
+        g = gamma.detach().float()
+        return (dlf != 0) & ((g * dlf - dlg).abs() <= rtol * dlg.abs()) & ((1 - g).abs() > 1e-6)
+
+    def packed_fake(self, f_fake: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """The paper's packed fake term per sample, (ℓ_f − ℓ_g)/(1 − γ) with γ detached: its f-derivative is
+        (ℓ_f' − ℓ_g')/(1 − γ) = ℓ_f' only where γ is the true ratio. Where γ was substituted (hinge at f ≤ −1,
+        LSGAN at f = 0: γ = 0; a clamped γ) that identity fails and D would get a wrong gradient (for hinge +1
+        instead of 0), so those samples use ℓ_f itself: D's gradient is exact for every sample."""
+        ok = self.gamma_is_ratio(f_fake, gamma)
+        denom = torch.where(ok, 1 - gamma, torch.ones_like(gamma))
+        return torch.where(ok, (self.l_f(f_fake) - self.l_g(f_fake)) / denom, self.l_f(f_fake))
+
 
 def _ns_gamma(f):
     # −(1−σ(f))/σ(f) = −exp(−f); f clamped so exp stays finite in float32 (σ underflows for f ≲ −88)

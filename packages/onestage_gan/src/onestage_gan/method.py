@@ -58,10 +58,8 @@ def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: st
     f_real, f_fake = _d_logits(D, x_real, grad_scale(fake, slot), d_forward)
     gamma = loss.gamma(f_fake, gamma_max)
     slot.value = gamma
-    if form == "packed":  # the paper's presentation: same gradients as L_D (tested)
-        one_minus = 1 - gamma
-        denom = torch.where(one_minus.abs() < 1e-12, torch.full_like(gamma, 1e-12), one_minus)
-        l_total = loss.l_r(f_real).mean() + ((loss.l_f(f_fake) - loss.l_g(f_fake)) / denom).mean()
+    if form == "packed":  # the paper's presentation: same gradients as L_D (tested for every loss)
+        l_total = loss.l_r(f_real).mean() + loss.packed_fake(f_fake, gamma).mean()
     else:
         l_total = loss.d_loss(f_real, f_fake)
     l_total.backward()
