@@ -97,6 +97,29 @@ def test_fake_cuda_raises_on_a_cpu_tensor_mixed_in():
             torch.ones(3, device="cuda") + real
 
 
+def test_fake_cuda_skip_backward_runs_a_whole_training_step():
+    stock_backward = torch.Tensor.backward
+    with fake_cuda(skip_backward=True):
+        net = _Net().to("cuda")
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+        scaler = runtime.grad_scaler(CUDA, "fp16")
+        loss = nn.functional.cross_entropy(net(torch.randn(4, 3, 8, 8, device="cuda")),
+                                           torch.randint(0, 10, (4,), device="cuda"))
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        assert all(p.grad is None for p in net.parameters())
+    assert torch.Tensor.backward is stock_backward
+    if torch.cuda.is_available():
+        return
+    with fake_cuda():  # without the switch backward needs a CUDA context and fails
+        net = _Net().to("cuda")
+        with pytest.raises(RuntimeError):
+            net(torch.randn(2, 3, 8, 8, device="cuda")).sum().backward()
+
+
 def test_the_cpu_constant_bug_is_invisible_on_the_cpu():
     # the same buggy module is fine on the CPU: fake_cuda is what exposes the bug
     assert _Net(bug=True)(torch.randn(2, 3, 8, 8)).shape == (2, 10)

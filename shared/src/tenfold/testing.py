@@ -8,7 +8,9 @@
 Inside `fake_cuda()` every tensor is a FakeTensor (shapes, dtypes and devices only, no data), so forward passes of
 any size run in milliseconds and code that forgets a `.to(device)` fails with FakeTensorDeviceMismatchError exactly
 where real CUDA would fail. Backward, `.item()`, `torch.cuda.*` calls and autocast do not run there (CUDA autocast
-switches itself off with a warning when no GPU is present, which is silenced here).
+switches itself off with a warning when no GPU is present, which is silenced here). `fake_cuda(skip_backward=True)`
+turns `loss.backward()` into a no-op so a whole training step (forward, optimizer step on gradient-less parameters,
+schedulers) can be run for its device placement.
 """
 from __future__ import annotations
 
@@ -52,14 +54,16 @@ def _apply_replacing(self: nn.Module, fn, recurse: bool = True):
 
 
 @contextlib.contextmanager
-def fake_cuda():
+def fake_cuda(skip_backward: bool = False):
     """Fake CUDA for device-placement tests on a CPU-only machine (see the module docstring).
 
     Yields the FakeTensorMode. Real tensors created before entering cannot be used inside (they raise too): build
-    models, teachers and batches inside the block."""
+    models, teachers and batches inside the block. skip_backward: `Tensor.backward` does nothing inside the block
+    (backward needs a real CUDA context), so code that trains can be run end to end."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     original = nn.Module._apply
+    original_backward = torch.Tensor.backward
 
     def _apply(self, fn, recurse=True):
         if any(is_fake(t) for t in self._parameters.values() if t is not None) or any(
@@ -71,8 +75,11 @@ def fake_cuda():
         warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
         warnings.filterwarnings("ignore", message=".*torch.cuda.amp.GradScaler is enabled, but CUDA.*")
         nn.Module._apply = _apply
+        if skip_backward:
+            torch.Tensor.backward = lambda self, *a, **k: None
         try:
             with FakeTensorMode(allow_non_fake_inputs=False) as mode:
                 yield mode
         finally:
             nn.Module._apply = original
+            torch.Tensor.backward = original_backward
