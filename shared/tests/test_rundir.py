@@ -63,6 +63,16 @@ def test_training_cli_bare_resume_with_nothing_to_resume_is_an_error(ep, tmp_pat
     assert not (tmp_path / "empty").exists()
 
 
+def test_a_failed_start_is_not_a_run(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    assert not rundir.holds_run(tmp_path)
+    (tmp_path / "teacher.pt").write_bytes(b"x")  # an input kept beside the run
+    assert not rundir.holds_run(tmp_path)
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "last.pt").write_bytes(b"x")
+    assert rundir.holds_run(tmp_path)
+
+
 def test_overwrite_moves_the_old_run_aside(tmp_path):
     out = tmp_path / "run"
     before = _fake_run(out)

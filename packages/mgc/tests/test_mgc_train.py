@@ -80,6 +80,9 @@ def test_cli_corrupt_and_mismatched_checkpoints(tmp_path, capsys):
     _train_cli(TINY + ["optim.steps=2", f"--out={out}"])
     capsys.readouterr()
     msg = _err(capsys, _train_cli, TINY + ["model.embed_dim=64", f"--out={out}", "--resume"])
+    assert "model.embed_dim: 32 -> 64" in msg  # the spine's resume config check names the change
+    msg = _err(capsys, _train_cli, TINY + ["model.embed_dim=64", f"--out={out}", "--resume",
+                                           "--accept-config-change"])
     assert "shape mismatch" in msg
     (out / "last.pt").write_bytes(b"not a checkpoint")
     assert "corrupt" in _err(capsys, _train_cli, TINY + [f"--out={out}", "--resume"])

@@ -60,7 +60,8 @@ def test_corrupt_and_mismatched_checkpoint(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "corrupt" in err[0]
     train_main(["--config", DEMO, "--out", str(tmp_path / "a"), "--stop-at", "1", *SMALL])
     code, err = run_cli(train_main, ["--config", DEMO, "--out", str(tmp_path / "m"), "--resume",
-                                     str(tmp_path / "a" / "last.pt"), "model.embed_dim=32", *SMALL], capsys)
+                                     str(tmp_path / "a" / "last.pt"), "model.embed_dim=32", *SMALL,
+                                     "--accept-config-change"], capsys)  # past the spine's config-change check
     assert code == 2 and len(err) == 1 and "shape mismatch" in err[0]
 
 

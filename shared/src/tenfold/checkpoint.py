@@ -88,3 +88,36 @@ def load_module_state(module: nn.Module, state_dict: dict, what: str = "model", 
             parts.append(f"{len(unexpected)} unexpected (e.g. '{unexpected[0]}')")
         raise CheckpointError(f"{what}: checkpoint does not match the model: {', '.join(parts)}")
     module.load_state_dict(state_dict, strict=strict)
+
+
+# Optimizer/scheduler entries that come from the config rather than from training progress.
+_HPARAMS = ("lr", "initial_lr", "weight_decay", "momentum", "betas", "eps", "dampening", "nesterov", "alpha")
+
+
+def load_keeping_hparams(obj: Any, state_dict: dict) -> None:
+    """Restore an optimizer or LR scheduler from a checkpoint but keep the hyperparameters it was built with
+    (used when a resume deliberately changes the config, e.g. a new learning rate).
+
+    Optimizer: moments and step counts come from the checkpoint; lr, weight decay, betas, ... from the new
+    construction. When a scheduler drives the lr, its position is kept and the lr is rescaled by
+    new base lr / old base lr (see the scheduler branch)."""
+    if isinstance(obj, torch.optim.Optimizer):
+        fresh = [{k: g[k] for k in _HPARAMS if k in g} for g in obj.param_groups]
+        obj.load_state_dict(state_dict)
+        for i, (g, f) in enumerate(zip(obj.param_groups, fresh)):
+            old_initial = g.get("initial_lr")
+            g.update(f)
+            if old_initial and "initial_lr" in f:
+                # a scheduler drives the lr: keep the schedule's position, rescaled to the new base lr
+                g["lr"] = state_lr(state_dict, i) * f["initial_lr"] / old_initial
+        return
+    if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+        fresh_base = list(obj.base_lrs)
+        obj.load_state_dict(state_dict)
+        obj.base_lrs = fresh_base
+        return
+    obj.load_state_dict(state_dict)
+
+
+def state_lr(optimizer_state: dict, index: int) -> float:
+    return float(optimizer_state["param_groups"][index]["lr"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checkpoint, distributed, runtime
+from . import checkpoint, distributed, runtime, signals
 from . import config as config_mod
 from .errors import CheckpointError, NonFiniteLossError
 from .meters import MetricLogger, Throughput, progress
@@ -36,6 +37,7 @@ class LoopState:
     step: int = 0  # optimizer steps done
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    elapsed_s: float = 0.0  # wall time of the loop over all runs of this run directory (cumulative on resume)
 
 
 def assert_finite(loss: torch.Tensor | float, step: int, last_good: str | os.PathLike | None = None) -> None:
@@ -69,9 +71,15 @@ class Trainer:
         self.ckpt_path = self.run_dir / "last.pt"
 
     # ---- checkpoints -------------------------------------------------------------------------
+    @property
+    def elapsed_s(self) -> float:
+        """Loop wall time, cumulative over interruptions and resumes."""
+        t0 = getattr(self, "_t0", None)
+        return self.state.elapsed_s + (time.perf_counter() - t0 if t0 is not None else 0.0)
+
     def state_dict(self) -> dict:
         out = {
-            "loop": dataclasses.asdict(self.state),
+            "loop": {**dataclasses.asdict(self.state), "elapsed_s": self.elapsed_s},
             "rng": runtime.rng_state(),
             "config": config_mod.to_dict(self.config) if dataclasses.is_dataclass(self.config) else self.config,
             "state": {k: distributed.unwrap(v).state_dict() if isinstance(v, nn.Module) else v.state_dict()
@@ -91,11 +99,17 @@ class Trainer:
         missing = [k for k in self.stateful if k not in ck.get("state", {})]
         if missing:
             raise CheckpointError(f"{path}: no state for {missing} (written by a different configuration?)")
+        changed = _config_changed(ck.get("config"), self.config)
         for k, obj in self.stateful.items():
             sd = ck["state"][k]
             try:
                 if isinstance(obj, nn.Module):
                     checkpoint.load_module_state(distributed.unwrap(obj), sd, what=k)
+                elif changed:
+                    # the CLI accepted a config change (tenfold.rundir): hyperparameters built from the new
+                    # config (lr, weight decay, betas, ...) must win over the checkpoint's, with the optimizer's
+                    # moments and the schedule position restored
+                    checkpoint.load_keeping_hparams(obj, sd)
                 else:
                     obj.load_state_dict(sd)
             except CheckpointError:
@@ -106,6 +120,8 @@ class Trainer:
             self.load_extra_state(ck["extra"])
         self.state = LoopState(**ck["loop"])
         runtime.set_rng_state(ck["rng"])
+        # the records logged after this checkpoint belong to the interrupted attempt: drop them
+        self.logger.truncate_after(self.state.step)
 
     def maybe_resume(self, resume: str | os.PathLike | None) -> bool:
         """`resume`: a checkpoint path, a run directory, 'auto' (this run's last.pt if present) or None."""
@@ -126,6 +142,18 @@ class Trainer:
         bar = progress(total=self.total_steps, initial=self.state.step, desc=self.desc)
         speed = Throughput()
         last = {}
+        self._t0 = time.perf_counter()
+        with signals.polling():
+            self._loop(step_fn, end, bar, speed, last, on_step_end)
+        self.save()
+        self.state.elapsed_s = self.elapsed_s
+        self._t0 = None
+        bar.close()
+        self.samples_per_s = speed.rate
+        return self.state
+
+    def _loop(self, step_fn, end, bar, speed, last, on_step_end) -> None:
+        self.last_metrics = last
         while self.state.step < end:
             produced = False
             for batch in self.batches(self.state.epoch, self.state.batch_in_epoch):
@@ -139,6 +167,7 @@ class Trainer:
                 speed.update(self.batch_size_of(batch))
                 bar.update(1)
                 last = {k: (float(v.detach()) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+                self.last_metrics = last
                 if self.state.step % self.log_every == 0 or self.state.step == end:
                     rec = self.logger.log(self.state.step, epoch=self.state.epoch, samples_per_s=speed.rate, **last)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
@@ -147,6 +176,7 @@ class Trainer:
                     on_step_end(self.state, last)
                 if self.ckpt_every and self.state.step % self.ckpt_every == 0:
                     self.save()
+                signals.check(self.save, f"step {self.state.step}/{self.total_steps}")
                 if self.state.step >= end:
                     break
             else:
@@ -154,11 +184,15 @@ class Trainer:
                     raise ValueError("the data loader produced no batch: data set smaller than one batch?")
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
-        bar.close()
-        self.save()
-        self.last_metrics = last
-        self.samples_per_s = speed.rate
-        return self.state
+
+
+def _config_changed(old, new) -> bool:
+    if not isinstance(old, dict) or not dataclasses.is_dataclass(new):
+        return False
+    from .rundir import config_changes
+
+    safe, unsafe = config_changes(old, config_mod.to_dict(new), getattr(type(new), "RESUME_SAFE", ()))
+    return bool(unsafe)
 
 
 def _batch_size(batch) -> int:

@@ -25,8 +25,9 @@ from .errors import ConfigError
 __all__ = ["holds_run", "find_checkpoint", "prepare", "move_aside", "config_changes", "RESUME_SAFE",
            "HISTORY_PREFIX", "record_history"]
 
-# Files whose presence means "a run lives here".
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "last.pt")
+# Files whose presence means "a run lives here" (besides checkpoints). config.yaml alone is not one: a start
+# that failed on bad input writes it and nothing else, and re-running with the input fixed must work.
+RUN_FILES = ("metrics.jsonl", "summary.json", "last.pt")
 
 # Dotted-key patterns (fnmatch on the full key and on its last part) whose change takes effect on resume.
 RESUME_SAFE = (
@@ -45,7 +46,8 @@ def holds_run(out: str | os.PathLike) -> bool:
         return False
     if any((d / f).exists() for f in RUN_FILES):
         return True
-    return any(d.glob("*.pt")) or any(d.glob("*/last.pt"))
+    # not any *.pt: users keep teachers and inputs beside their runs
+    return any(d.glob("last.rank*.pt")) or any(d.glob("*/last.pt")) or any(d.glob("*/summary.json"))
 
 
 def find_checkpoint(out: str | os.PathLike) -> Path | None:

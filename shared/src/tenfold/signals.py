@@ -12,10 +12,11 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import RunStopped
 
-__all__ = ["install", "polling", "pending", "check", "stop_now", "SIGNALS"]
+__all__ = ["install", "polling", "pending", "check", "steps", "stop_now", "SIGNALS"]
 
 SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
 _pending: int | None = None
@@ -76,6 +77,21 @@ def check(save: Callable[[], Path | str | None], what: str = "") -> None:
     where = f" {what}" if what else ""
     raise RunStopped(signum, f"stopped by {_name(signum)}: saved{where} to {path}; "
                              f"continue with the same command plus --resume")
+
+
+def steps(iterable, save: Callable[[Any], Path | str | None], what: Callable[[Any], str] | str = ""):
+    """`for t in signals.steps(range(start, total), save=lambda t: ...)`: a loop of one's own with the same
+    behaviour as the Trainer's. After each step's body, a pending SIGTERM/SIGUSR1 calls `save(t)` (which
+    checkpoints the state *after* step t and returns the path) and stops the run."""
+    global _polling
+    _polling += 1
+    try:
+        for x in iterable:
+            yield x
+            if _pending is not None:
+                check(lambda: save(x), what(x) if callable(what) else what)  # noqa: B023 (called right here)
+    finally:
+        _polling -= 1
 
 
 def stop_now(signum: int, message: str) -> None:

@@ -81,8 +81,9 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
         config_mod.save(cfg, out / "config.yaml")
     say = log if main else (lambda *_: None)
     t_start = time.perf_counter()
-    fed = fed if fed is not None else build_federated_data(cfg, device)
     comm = Comm(cfg.partition.num_clients, device)
+    # under torchrun a rank keeps only the images of the clients it hosts (labels of all: the partition needs them)
+    fed = fed if fed is not None else build_federated_data(cfg, device, clients=comm.local)
     streams = Streams(cfg.seed, device)
     make_g, make_d, make_c = build_models(cfg.model, fed.num_classes, fed.channels, cfg.data.img_size)
     with streams.use("init_S"):
