@@ -1,8 +1,5 @@
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +12,6 @@ from fedmgd.stage1 import Stage1
 from fedmgd.train import run
 from tenfold import checkpoint
 from tenfold.config import load
-from tenfold.config import save as save_cfg
 
 TINY = ["data.dataset=synthetic", "data.synthetic_n=300", "data.img_size=16", "data.test_size=40",
         "partition.num_clients=3", "partition.alpha=0.5", "partition.min_size=20", "partition.seed=0",
@@ -136,25 +132,39 @@ def test_resume_with_other_config_fails_clearly(tiny_cfg, capsys, tmp_path):
     assert code == 2 and len(err) == 1 and "partition.alpha" in err[0]
 
 
+def _rank_worker(rank, world, store, cfg, out):
+    import fedmgd.train as T
+    from tenfold import distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), TENFOLD_QUIET="1")
+    torch.set_num_threads(1)
+    assert distributed.init(torch.device("cpu"), init_method=f"file://{store}")
+    build = T.build_federated_data
+
+    def recording_build(*a, **kw):
+        fed = build(*a, **kw)
+        out[f"hosted{rank}"] = fed.hosted
+        return fed
+    T.build_federated_data = recording_build
+    res = T.run(cfg, log=_quiet)
+    out[f"S{rank}"] = {k: v.clone() for k, v in res["S"].items()}
+    distributed.cleanup()
+
+
 def test_distributed_two_gloo_ranks_match_simulated(tiny_cfg, tmp_path):
+    import torch.multiprocessing as mp
+
     sim = run(tiny_cfg(out="sim"), log=_quiet)["S"]
-    cfg = tiny_cfg(out="dist")
-    save_cfg(cfg, tmp_path / "dist.yaml")
-    env = dict(os.environ, OMP_NUM_THREADS="1", TENFOLD_QUIET="1")
-    for _attempt in range(2):  # one retry: a port grabbed by another process on a shared machine aborts gloo
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-               "-m", "fedmgd.cli", "--config", str(tmp_path / "dist.yaml")]
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        if p.returncode == 0 or "error:" in p.stderr:
-            break
-    assert p.returncode == 0, p.stderr[:3000]
-    dist_s = checkpoint.load(tmp_path / "dist" / "last.pt", "fedmgd")["state"]["stage2"]["S"]
+    out = mp.Manager().dict()
+    # fork: the ranks inherit the imported modules (a spawned rank re-imports torch, ~20 s on a loaded machine)
+    mp.start_processes(_rank_worker, args=(2, str(tmp_path / "store"), tiny_cfg(out="dist"), out), nprocs=2,
+                       join=True, start_method="fork")
+    # each rank loaded only the images of its own clients (client k on rank k % 2)
+    assert out["hosted0"] == [0, 2] and out["hosted1"] == [1]
     assert (tmp_path / "dist" / "last.rank1.pt").is_file()
-    for k in sim:
-        assert torch.allclose(sim[k], dist_s[k], atol=1e-6, rtol=0), k
+    for r in (0, 1):
+        for k in sim:
+            assert torch.allclose(sim[k], out[f"S{r}"][k], atol=1e-6, rtol=0), (r, k)
 
 
 @pytest.mark.parametrize("method", ["fedprox", "scaffold", "fedlc", "local"])
