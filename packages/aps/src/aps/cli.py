@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tenfold import checkpoint, distributed
 from tenfold import config as config_mod
-from tenfold.cli import base_parser, main_guard, parse_config
+from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.data import root as data_root_mod
 from tenfold.errors import CheckpointError, ConfigError
 
@@ -31,7 +31,7 @@ def train(argv: list[str] | None = None) -> None:
                     "runs the MoCo-v3-style full-token baseline.", schema=PretrainConfig, defaults=PAPER,
                     train=True)
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     cfg = parse_config(PretrainConfig, args)
     from .train import run
 
@@ -50,7 +50,7 @@ def finetune(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrained", help="aps-train run dir / last.pt or a bare backbone state dict "
                    "(same as pretrained=PATH); omit to train from scratch")
     p.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this many batches, for testing resume")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     if args.pretrained:
         args.overrides = list(args.overrides or []) + [f"pretrained={args.pretrained}"]
     cfg = parse_config(FinetuneConfig, args)
@@ -82,7 +82,7 @@ def evaluate(argv: list[str] | None = None) -> None:
     p = base_parser("aps-eval", "Frozen-feature evaluation of an APS backbone: weighted kNN (cosine) and a "
                     "linear probe on the full-token CLS feature.", schema=EvalRunConfig, defaults=PAPER)
     p.add_argument("--checkpoint", help="aps-train / aps-finetune run dir or last.pt (omit: random init)")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     if args.checkpoint:
         args.overrides = list(args.overrides or []) + [f"checkpoint={args.checkpoint}"]
     cfg = parse_config(EvalRunConfig, args)

@@ -27,6 +27,8 @@ class ModelConfig:
     hidden_dim: int = 512  # projector / predictor hidden width
     out_dim: int = 128  # projector / predictor output
     init: Literal["pytorch", "timm"] = "pytorch"  # official: PyTorch default init (pitfall 9)
+    compile: bool = False  # torch.compile the training forward (measured in bench/gpu.py, not assumed faster)
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager": no C++/Triton compiler needed)
 
     def validate(self):
         if self.img_size % self.patch_size:
@@ -99,6 +101,9 @@ class OptimConfig:
     epochs: int = 1600
     max_steps: int = 0  # >0: stop after this many batches (each has K optimizer steps)
     warmup_epochs: float = 20.0
+    # >0: warm-up length in optimizer steps (schedule_unit=step only), the same for arms with different K;
+    # 0: warmup_epochs epochs of this arm (K·batches_per_epoch optimizer steps each)
+    warmup_steps: int = 0
     schedule_unit: Literal["epoch", "step"] = "epoch"  # official: factor updated once per epoch
     tau: float = 0.1
 
@@ -109,6 +114,8 @@ class OptimConfig:
             raise ConfigError("optim.lr_base and optim.tau must be positive")
         if self.epochs < 1:
             raise ConfigError("optim.epochs must be ≥ 1")
+        if self.warmup_steps < 0 or (self.warmup_steps > 0 and self.schedule_unit != "step"):
+            raise ConfigError("optim.warmup_steps must be ≥ 0 and needs optim.schedule_unit=step")
 
 
 @dataclass

@@ -30,13 +30,16 @@ def contrastive_loss(q: torch.Tensor, k: torch.Tensor, tau: float = 0.1) -> tupl
 
     Returns (loss, mean positive cosine). Keys are expected to be detached already (stop-gradient).
     """
-    q = F.normalize(q.float(), dim=1)
-    k = F.normalize(k.float(), dim=1)
-    k_all = distributed.all_gather_nograd(k)
-    logits = q @ k_all.T / tau
-    labels = torch.arange(q.shape[0], device=q.device) + q.shape[0] * distributed.rank()
-    pos = logits.gather(1, labels[:, None]).mean() * tau
-    return F.cross_entropy(logits, labels), pos.detach()
+    # fp32 logits even under autocast (which would run the matmul in bf16/fp16): at tau = 0.1 a bf16 cosine's
+    # rounding (~4e-3) moves a logit by ~0.04
+    with torch.autocast(q.device.type, enabled=False):
+        q = F.normalize(q.float(), dim=1)
+        k = F.normalize(k.float(), dim=1)
+        k_all = distributed.all_gather_nograd(k)
+        logits = q @ k_all.T / tau
+        labels = torch.arange(q.shape[0], device=q.device) + q.shape[0] * distributed.rank()
+        pos = logits.gather(1, labels[:, None]).mean() * tau
+        return F.cross_entropy(logits, labels), pos.detach()
 
 
 def aps_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.1,
