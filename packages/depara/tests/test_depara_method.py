@@ -309,3 +309,13 @@ def test_objective_matters_with_reference_accumulation():
     gm = layer_graphs(net, ["0", "3", "6"], x, GraphOptions(objective="mean", **kw))
     assert _row_cos(gs["0"].V, gm["0"].V).min() > 0.999  # the first layer has nothing accumulated
     assert _row_cos(gs["6"].V, gm["6"].V).mean() < 0.95
+
+
+def test_top1_hit_with_ties_in_the_truth():
+    from depara.evaluate import rank_metrics
+
+    truth = np.array([[np.nan, 100.0, 100.0, 90.0]])
+    m = rank_metrics(np.array([[np.nan, 0.1, 0.9, 0.5]]), truth)["mean"]  # picks the second of two 100 % sources
+    assert m["top1_hit"] == 0.0 and m["top1_hit_ties"] == 1.0 and m["top1_regret"] == 0.0
+    m = rank_metrics(np.array([[np.nan, 0.1, 0.2, 0.5]]), truth)["mean"]
+    assert m["top1_hit_ties"] == 0.0 and m["top1_regret"] == 10.0

@@ -94,6 +94,8 @@ def rank_metrics(scores: np.ndarray, truth: np.ndarray, k: int = 3) -> dict:
         top_s, top_t = set(np.argsort(-s, kind="stable")[:kk]), set(np.argsort(-t, kind="stable")[:kk])
         rows.append({"spearman": spearman_rho(s, t), "kendall": kendall_tau(s, t), "weighted_tau": weighted_tau(s, t),
                      "top1_hit": float(np.argmax(s) == np.argmax(t)),
+                     # ties in the truth (e.g. three sources at 100 %): any best source counts as a hit
+                     "top1_hit_ties": float(t[np.argmax(s)] >= t.max()),
                      # regret: transfer lost by taking the top-scored source instead of the best one
                      "top1_regret": float(t.max() - t[np.argmax(s)]), f"p_at_{k}": len(top_s & top_t) / kk})
     mean = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
