@@ -3,7 +3,8 @@ import json
 import sys
 from pathlib import Path
 
-ARMS = [("dps", "DPS"), ("tgat-uniform", "TGAT-uniform"), ("tgat-recent", "TGAT-recent")]
+ARMS = [("dps", "DPS"), ("dps-official", "DPS official t*"), ("tgat-uniform", "TGAT-uniform"),
+        ("tgat-recent", "TGAT-recent")]
 
 
 def main(out, graphs):

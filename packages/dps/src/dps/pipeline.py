@@ -30,8 +30,8 @@ from .samplers import RecentSampler, TimeDecaySampler, UniformSampler
 from .split import eval_negatives, new_node_split, quantile_split, transductive_filter, unique_timestamp_split
 from .tcsr import TemporalCSR
 
-__all__ = ["Prepared", "prepare", "run_epoch", "evaluate", "build_samplers", "stage_alpha", "stage_gas_model",
-           "stage_gas_table", "artifacts_cpu", "config_hash"]
+__all__ = ["Prepared", "prepare", "train_step", "run_epoch", "score_batch", "evaluate", "build_samplers",
+           "stage_alpha", "stage_gas_model", "stage_gas_table", "artifacts_cpu", "config_hash"]
 
 
 @dataclasses.dataclass
@@ -130,22 +130,38 @@ def bce_loss(pos_l, neg_l):
             + F.binary_cross_entropy_with_logits(neg_l, torch.zeros_like(neg_l)))
 
 
-def run_epoch(model, samplers, opt, events, batch_size, train_dst, device, precision: str = "fp32") -> float:
-    """One chronological, unshuffled epoch (pitfall 9); fresh uniform negatives from train destinations."""
+def train_step(model, samplers, opt, batch, train_dst, device, precision: str = "fp32") -> torch.Tensor:
+    """One optimiser step on a chronological batch (src, dst, t) with fresh uniform negatives from the training
+    destinations; returns the loss on the device (no host sync)."""
     model.train()
+    src, dst, t = batch
+    neg = train_dst[torch.randint(train_dst.numel(), (src.numel(),), device=train_dst.device)]
+    with runtime.autocast(device, precision):
+        pos_l, neg_l = model(src, dst, neg, t, samplers)
+    loss = bce_loss(pos_l.float(), neg_l.float())
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def run_epoch(model, samplers, opt, events, batch_size, train_dst, device, precision: str = "fp32") -> float:
+    """One chronological, unshuffled epoch (pitfall 9); the mean loss is read once at the end."""
     src, dst, t = events
-    total, n = 0.0, 0
+    total, n = torch.zeros((), device=src.device), 0
     for s in range(0, src.numel(), batch_size):
         b = slice(s, s + batch_size)
-        neg = train_dst[torch.randint(train_dst.numel(), (src[b].numel(),), device=train_dst.device)]
-        with runtime.autocast(device, precision):
-            pos_l, neg_l = model(src[b], dst[b], neg, t[b], samplers)
-        loss = bce_loss(pos_l.float(), neg_l.float())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        total, n = total + loss.item(), n + 1
-    return total / max(n, 1)
+        total, n = total + train_step(model, samplers, opt, (src[b], dst[b], t[b]), train_dst, device, precision), n + 1
+    return float(total) / max(n, 1)
+
+
+@torch.no_grad()
+def score_batch(model, samplers, batch, device, precision: str = "fp32", generator=None):
+    """Probabilities (positive, negative) of a labelled batch (src, dst, neg, t), on the device."""
+    src, dst, neg, t = batch
+    with runtime.autocast(device, precision):
+        p, q = model(src, dst, neg, t, samplers, generator=generator)
+    return torch.sigmoid(p.float()), torch.sigmoid(q.float())
 
 
 @torch.no_grad()
@@ -160,12 +176,11 @@ def evaluate(model, samplers, events, batch_size=200, seed=0, ap_on_labels=False
     start = time.perf_counter()
     for s in range(0, src.numel(), batch_size):
         b = slice(s, s + batch_size)
-        with runtime.autocast(device or src.device, precision):
-            p, q = model(src[b], dst[b], neg[b], t[b], samplers, generator=gen)
-        pos_s.append(torch.sigmoid(p.float()).cpu())
-        neg_s.append(torch.sigmoid(q.float()).cpu())
+        p, q = score_batch(model, samplers, (src[b], dst[b], neg[b], t[b]), device or src.device, precision, gen)
+        pos_s.append(p)
+        neg_s.append(q)
+    prob = torch.cat(pos_s + neg_s).cpu().numpy()  # one device-to-host copy per evaluation
     dt = time.perf_counter() - start
-    prob = torch.cat(pos_s + neg_s).numpy()
     y = np.r_[np.ones(src.numel()), np.zeros(src.numel())]
     out = link_metrics(y, prob, ap_on_labels)
     out["events_per_s"] = src.numel() / dt if dt > 0 else 0.0

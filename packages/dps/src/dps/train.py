@@ -20,7 +20,7 @@ from tenfold.meters import MetricLogger
 
 from .metrics import EarlyStopMonitor, mean_std
 from .model import LinkModel, TemporalEncoder
-from .pipeline import artifacts_cpu, bce_loss, build_samplers, evaluate, prepare, steps_per_epoch
+from .pipeline import artifacts_cpu, build_samplers, evaluate, prepare, steps_per_epoch, train_step
 
 __all__ = ["build_model", "train_link", "train_seeds", "MODEL_KIND"]
 
@@ -92,16 +92,7 @@ def train_link(cfg, resume=None, stop_at: int | None = None, log=print, stream=N
     trainer.maybe_resume(resume)
 
     def step_fn(batch, state):
-        model.train()
-        src, dst, t = batch
-        neg = prep.train_dst[torch.randint(prep.train_dst.numel(), (src.numel(),), device=device)]
-        with runtime.autocast(device, cfg.precision):
-            pos_l, neg_l = model(src, dst, neg, t, train_samplers)
-        loss = bce_loss(pos_l.float(), neg_l.float())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.detach()}
+        return {"loss": train_step(model, train_samplers, opt, batch, prep.train_dst, device, cfg.precision)}
 
     def ev(events, seed):
         return evaluate(model, samplers, events, cfg.eval.batch_size, seed, cfg.eval.ap_on_labels, device,
