@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import config as config_mod
-from . import rundir, signals
+from . import configs, rundir, signals
 from .errors import RunStopped, TenfoldError
 
 __all__ = ["base_parser", "parse_args", "parse_config", "prepare_run", "main_guard", "HelpFormatter"]
@@ -28,7 +28,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def base_parser(prog: str, description: str, config_required: bool = False, schema=None,
-                defaults: str = "", train: bool = False) -> argparse.ArgumentParser:
+                defaults: str = "", train: bool = False, package: str = "") -> argparse.ArgumentParser:
     """The common flags. With `schema` (a config dataclass) the epilog lists every key with its default;
     `defaults` says where those defaults come from. `train=True` marks a training CLI: its --out is protected
     (see tenfold.rundir) and it gets --overwrite, --resume-if-exists and --accept-config-change."""
@@ -36,9 +36,14 @@ def base_parser(prog: str, description: str, config_required: bool = False, sche
     if schema is not None:
         epilog += f" Config keys (defaults{' = ' + defaults if defaults else ''}): " + \
             "; ".join(config_mod.flat_defaults(schema)) + "."
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
+    package = package or _caller_package()
+    p = Parser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
+    p.set_defaults(tenfold_package=package)
     p.add_argument("--config", "-c", required=config_required,
-                   help="YAML config file (see the package's configs/); defaults apply to missing keys")
+                   help="YAML config: a path, or the name of a config shipped with the package (e.g. demo; "
+                        "see --list-configs); defaults apply to missing keys")
+    p.add_argument("--list-configs", action=_ListConfigs, package=package,
+                   help="list the configs shipped with this package, one line each, and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--out", help="run directory (config.yaml, metrics.jsonl, last.pt, summary.json)")
     p.add_argument("--resume", nargs="?", const="auto",
@@ -57,6 +62,40 @@ def base_parser(prog: str, description: str, config_required: bool = False, sche
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--data-root", help="data directory (default: $TENFOLD_DATA, else ~/.cache/tenfold/data)")
     return p
+
+
+def _caller_package() -> str:
+    """The top-level package of base_parser's caller (its shipped configs are looked up by name)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("tenfold."):
+        frame = frame.f_back
+    name = (frame.f_globals.get("__package__") or frame.f_globals.get("__name__", "")) if frame else ""
+    return name.split(".")[0] if name and name != "__main__" else ""
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser that turns `--config NAME` into the path of the package's shipped config."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        if getattr(ns, "config", None):
+            ns.config = configs.resolve(getattr(ns, "tenfold_package", ""), ns.config)
+        return ns, rest
+
+
+class _ListConfigs(argparse.Action):
+    def __init__(self, option_strings, dest, package="", help=None):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        self.package = package
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        found = configs.shipped(self.package)
+        if not found:
+            print(f"no shipped configs found for {self.package or parser.prog}")
+        width = max((len(n) for n in found), default=0)
+        for name, path in found.items():
+            print(f"{name:<{width}}  {configs.describe(path)}")
+        parser.exit(0)
 
 
 def parse_config(schema, args: argparse.Namespace):
@@ -84,6 +123,25 @@ def prepare_run(cfg, args: argparse.Namespace) -> None:
     args.resume = rundir.prepare(cfg, args.resume, overwrite=args.overwrite, if_exists=args.resume_if_exists,
                                  accept_change=args.accept_config_change)
     args.tenfold_prepared = True
+    global _run_out
+    _run_out = str(cfg.out)
+    if args.resume:
+        _draw_curves()  # the curves so far, before the run goes on
+
+
+_run_out: str | None = None  # the run directory of the training CLI in progress (for curves.png)
+
+
+def _draw_curves() -> None:
+    """<out>/curves.png from metrics.jsonl; a picture must never fail a run, so problems only warn."""
+    if _run_out is None or not (Path(_run_out) / "metrics.jsonl").is_file():
+        return
+    try:
+        from . import plot
+
+        plot.curves(_run_out)
+    except Exception as e:  # noqa: BLE001
+        print(f"warning: could not draw {_run_out}/curves.png ({type(e).__name__}: {e})", file=sys.stderr)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,18 +154,25 @@ def main_guard(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
+        global _run_out
+        _run_out = None
         signals.install()
         try:
             # Returned values reach Python callers (tests, notebooks); entry points that are console scripts
             # should return None or an int, since the script wrapper passes the value to sys.exit.
-            return fn(*a, **kw)
+            result = fn(*a, **kw)
+            _draw_curves()
+            return result
         except TenfoldError as e:
+            _draw_curves()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
+            _draw_curves()
             print("interrupted; resume with --resume", file=sys.stderr)
             sys.exit(130)
         except RunStopped as e:
+            _draw_curves()
             print(e.message, file=sys.stderr, flush=True)
             sys.exit(128 + e.signum)
 
