@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from netgraft.config import NetGraftConfig
-from netgraft.fewshot import PrefixCache, Unlabeled, crop_views, official_few_shot, split_val
+from netgraft.fewshot import PrefixCache, Unlabeled, crop_views, official_few_shot, split_val, validation_shots
 from netgraft.train import build, phase_model, phases, run
 from tenfold import checkpoint, config, data
 
@@ -206,3 +206,53 @@ def test_train_help_lists_every_config_key(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for key in ("model.student_init=random", "data.cache_crops=0", "stage2.lr=0.0001", "stage2.select=last"):
         assert key in out, key
+
+
+def test_checkpoint_interval_keeps_exact_resume(mini_teacher_path, tmp_path, monkeypatch):
+    """#17: no checkpoint (with Adam state) every epoch — every `checkpoint_every` epochs and at phase ends — and
+    a run interrupted between two checkpoints resumes from the earlier one to exactly the same result."""
+    ov = ["method=kd", "baseline.epochs=7", "checkpoint_every=3"]
+    full = run(config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path / "a") + ov))
+    saves = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, *a, **k: (saves.append(str(path)), real_save(path, *a, **k)))
+    cfg_b = config.load(NetGraftConfig, None, tiny_overrides(mini_teacher_path, tmp_path / "b") + ov)
+    assert run(cfg_b, stop_after_epochs=5) == {"interrupted": True}
+    assert [p.endswith("last.pt") for p in saves] == [True]  # after epoch 3 only, not after 1, 2, 4, 5
+    assert checkpoint.load(tmp_path / "b" / "last.pt")["epoch"] == 3
+    resumed = run(cfg_b, resume="auto")  # replays epochs 4 and 5
+    assert resumed["test_acc"] == full["test_acc"] and resumed["last_loss"] == full["last_loss"]
+    assert sum(p.endswith("last.pt") for p in saves) == 3  # epochs 3, 6 and the phase end (7)
+    with pytest.raises(config.ConfigError, match="checkpoint_every"):
+        config.load(NetGraftConfig, None, ["checkpoint_every=0"])
+
+
+def test_validation_shots_are_labelled_held_out_training_images():
+    labels = np.repeat(np.arange(10), 60)
+    np.random.default_rng(1).shuffle(labels)
+    shots = official_few_shot(labels, 5, seed=6, pool_per_class=60)
+    val = validation_shots(labels, 5, 7, seed=6, pool_per_class=60)
+    assert np.bincount(labels[val]).tolist() == [7] * 10
+    assert not set(val) & set(shots)  # disjoint from the shots the method trains on
+    assert np.array_equal(np.sort(np.concatenate([shots, val])),
+                          np.sort(official_few_shot(labels, 12, seed=6, pool_per_class=60)))
+
+
+def test_kd_from_scratch_trains_the_whole_student(mini_teacher_path, tmp_path):
+    """#19's third arm: the same student without the copied teacher prefix, end to end against the teacher's
+    logits (Hinton KD with loss=kl), the same shots and steps as NetGraft; val_acc on labelled held-out images."""
+    ov = tiny_overrides(mini_teacher_path, tmp_path) + ["data.val_labelled_per_class=3"]
+    cfg = config.load(NetGraftConfig, None, ov + ["method=kd_scratch", "loss=kl"])
+    s = build(cfg)
+    t0, s0 = s.tpart.blocks[0], s.spart.blocks[0]
+    assert not torch.equal(t0[0].weight, s0[0].weight)  # prefix not copied from the teacher
+    assert len(s.val_x) == 30 and s.val_y.tolist().count(0) == 3
+    init = {k: v.clone() for k, v in s.student.state_dict().items()}
+    summary = run(cfg)
+    after = checkpoint.load(tmp_path / "student.pt")["student"]
+    assert all(not torch.equal(init[k], after[k]) for k in init)  # every layer trained, the prefix too
+    g = run(config.load(NetGraftConfig, None, ov + ["method=netgraft", f"out={tmp_path / 'g'}"]))
+    assert summary["steps"] == g["steps"] and 0 <= summary["val_acc"] <= 100 and g["val_acc"] is not None
+    cached = run(config.load(NetGraftConfig, None, ov + ["method=kd_scratch", "loss=kl", "data.augment=flip",
+                                                         "data.cache_prefix=true", f"out={tmp_path / 'c'}"]))
+    assert cached["steps"] == summary["steps"]  # cached teacher logits of each view, the images kept as input

@@ -32,6 +32,8 @@ class DataConfig:
     few_shot_seed: int = 6  # official: 6 for CIFAR-10, 10 for CIFAR-100
     pool_per_class: int = 5000  # official: shuffled range(5000) per class (500 for CIFAR-100)
     val_per_class: int = 0  # held out of the n shots for select=best_on_val (unlabeled: teacher agreement)
+    val_labelled_per_class: int = 0  # labelled images per class from the training split, disjoint from the shots:
+    #                                 summary.json's val_acc, for choosing hyperparameters (never the test set)
     augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
     cache_prefix: bool = False  # with augment in {flip, none}: cache the frozen prefix and teacher logits
     cache_crops: int = 0  # with cache_prefix: also cache this many seeded random crops (pad 4) of each image;
@@ -67,7 +69,7 @@ class BaselineConfig:
 @dataclass
 class NetGraftConfig(RunConfig):
     out: str = "runs/netgraft"
-    method: Literal["netgraft", "kd", "scratch"] = "netgraft"
+    method: Literal["netgraft", "kd", "kd_scratch", "scratch"] = "netgraft"  # kd_scratch: no copied prefix
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
@@ -78,6 +80,7 @@ class NetGraftConfig(RunConfig):
     batch_size: int = 0  # 0: int(64 · n/10) (official scaling rule)
     eval_every: int = 0  # evaluate the test set every N epochs for logging (0: only at the end)
     num_workers: int = 0
+    checkpoint_every: int = 10  # epochs between resume checkpoints (and at every phase end); resume stays exact
 
     def validate(self):
         n_units = len(self.model.positions)
@@ -101,9 +104,14 @@ class NetGraftConfig(RunConfig):
             raise ConfigError("data.cache_prefix needs data.augment=flip or none (random crops change the prefix; "
                               "data.cache_crops=N caches N fixed crops per image instead)")
         archs = {self.model.teacher_arch, self.model.student_arch}
-        if self.model.student_init == "prune" and (self.method == "scratch" or archs != {"vgg_blockwise"}):
+        if self.model.student_init == "prune" and (self.method in ("scratch", "kd_scratch")
+                                                   or archs != {"vgg_blockwise"}):
             raise ConfigError("model.student_init=prune needs VGG-blockwise teacher and student and method "
                               "netgraft or kd (it copies pruned teacher filters into the grafted units)")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be ≥ 1 epoch, got {self.checkpoint_every}")
+        if self.data.val_labelled_per_class < 0:
+            raise ConfigError("data.val_labelled_per_class must be ≥ 0")
         if self.data.cache_crops < 0 or (self.data.cache_crops and not self.data.cache_prefix):
             raise ConfigError("data.cache_crops needs data.cache_prefix=true and must be ≥ 0")
 

@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-__all__ = ["official_few_shot", "split_val", "augmentation", "Unlabeled", "PrefixCache", "crop_views"]
+__all__ = ["official_few_shot", "validation_shots", "split_val", "augmentation", "Unlabeled", "PrefixCache",
+           "crop_views"]
 
 
 def official_few_shot(labels: np.ndarray, n: int, seed: int = 6, pool_per_class: int = 5000) -> np.ndarray:
@@ -26,6 +27,18 @@ def official_few_shot(labels: np.ndarray, n: int, seed: int = 6, pool_per_class:
         rng.shuffle(order)
         chosen.append(members[order[:n]])
     return np.concatenate(chosen)
+
+
+def validation_shots(labels: np.ndarray, n: int, m: int, seed: int = 6, pool_per_class: int = 5000
+                     ) -> np.ndarray:
+    """m labelled validation images per class from the training split, disjoint from the n shots: picks n..n+m−1
+    of the same seeded per-class shuffle (the shuffle consumes the RNG stream independently of n, so the first n
+    picks are exactly `official_few_shot(labels, n)`). Used only to choose hyperparameters, never for training."""
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    labels = np.asarray(labels)
+    both = official_few_shot(labels, n + m, seed, pool_per_class)
+    return np.concatenate([both[labels[both] == c][n:] for c in range(int(labels.max()) + 1)])
 
 
 def split_val(indices: np.ndarray, labels: np.ndarray, val_per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,12 +102,13 @@ class PrefixCache(Dataset):
 
     Valid because the prefix blocks are shared copies of the teacher's and never trained; an item is
     (prefix output, teacher logits) of one of the image's views (the image and any cached crops) chosen
-    uniformly, mirrored with probability ½ when `flip`.
+    uniformly, mirrored with probability ½ when `flip`. With `keep_input` an item holds the input view itself
+    instead of its prefix output (for students that train their own prefix, e.g. from-scratch KD).
     """
 
     @torch.no_grad()
     def __init__(self, images: torch.Tensor | list[torch.Tensor], prefix_fn, teacher_from_prefix, flip: bool,
-                 batch: int = 256):
+                 batch: int = 256, keep_input: bool = False):
         self.flip = flip
         base = [images] if isinstance(images, torch.Tensor) else list(images)
         views = [u for v in base for u in ((v, v.flip(-1)) if flip else (v,))]
@@ -103,7 +117,7 @@ class PrefixCache(Dataset):
             hs, zs = [], []
             for i in range(0, len(v), batch):
                 h = prefix_fn(v[i:i + batch])
-                hs.append(h)
+                hs.append(v[i:i + batch] if keep_input else h)
                 zs.append(teacher_from_prefix(h))
             self.h.append(torch.cat(hs))
             self.z.append(torch.cat(zs))

@@ -2,7 +2,8 @@
 
 The schedule is a flat list of phases — stage-1 block grafting of each unit, stage-2 chains of length
 2..L (NetGraft), or one end-to-end phase (plain few-shot KD / scratch) — each with its own Adam.
-A checkpoint is written after every epoch; `--resume` restores units, optimizer, RNG and position.
+A checkpoint is written every `checkpoint_every` epochs and at the end of every phase; `--resume` restores
+units, optimizer, RNG and position and replays the epochs since, identically (loaders are seeded per epoch).
 """
 from __future__ import annotations
 
@@ -24,19 +25,22 @@ from tenfold.meters import MetricLogger, progress
 from torch import nn
 
 from .config import NetGraftConfig
-from .fewshot import PrefixCache, Unlabeled, augmentation, crop_views, official_few_shot, split_val
+from .fewshot import PrefixCache, Unlabeled, augmentation, crop_views, official_few_shot, split_val, validation_shots
 from .method import Grafted, Student, build_units, graft_loss
 from .models import build_student, build_teacher, copy_prefix_, load_teacher_weights, partition
 from .prune import prune_init_
 
-__all__ = ["Setup", "build", "phases", "run", "evaluate_student", "default_teacher_path"]
+__all__ = ["Setup", "Phase", "build", "build_models", "phases", "phase_model", "step_loss", "train_step", "run",
+           "evaluate_student", "default_teacher_path", "WHOLE_STUDENT"]
+
+WHOLE_STUDENT = ("scratch", "kd_scratch")  # methods that train the whole student (no copied teacher prefix)
 
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
 
 
 @dataclasses.dataclass
 class Phase:
-    kind: str  # block | net | kd | scratch
+    kind: str  # block | net | kd | kd_scratch | scratch
     index: int  # unit index (block) or chain index (net: chain of units 0..index+1)
     epochs: int
 
@@ -82,13 +86,17 @@ class Setup:
     spart: object
     units: nn.ModuleList
     prefix_end: int
-    train_set: object
-    val_set: object
-    test_x: torch.Tensor  # normalised test images, or their cached prefix outputs
-    test_y: torch.Tensor
-    cached: bool
-    mean: tuple
-    std: tuple
+    precision: str = "fp32"  # autocast dtype on CUDA (cfg.precision); CPU runs fp32
+    scaler: object = None  # torch.amp.GradScaler, enabled only for fp16 on CUDA
+    train_set: object = None
+    val_set: object = None
+    test_x: torch.Tensor | None = None  # normalised test images, or their cached prefix outputs
+    test_y: torch.Tensor | None = None
+    cached: bool = False
+    mean: tuple = ()
+    std: tuple = ()
+    val_x: torch.Tensor | None = None  # labelled validation images (or their cached prefix outputs)
+    val_y: torch.Tensor | None = None
 
 
 def test_subset(n_total: int, limit: int) -> torch.Tensor | None:
@@ -106,8 +114,20 @@ def normalised(ds, mean, std, limit: int = 0) -> tuple[torch.Tensor, torch.Tenso
     return transforms.normalize_batch(x, mean, std), y
 
 
-def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
-    device = runtime.select_device(cfg.device)
+def _memo(memo: dict | None, key: tuple, make):
+    """Reuse an expensive, deterministic tensor cache across runs of one process (e.g. a tuning sweep)."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def build_models(cfg: NetGraftConfig, teacher_state: dict | None = None, device: torch.device | None = None
+                 ) -> Setup:
+    """Teacher (frozen), student and grafting units on the device, no data (the GPU benchmark times these;
+    `device` overrides cfg.device, e.g. for fake-CUDA placement tests)."""
+    device = device or runtime.select_device(cfg.device)
     runtime.seed_everything(cfg.seed)
     mc = cfg.model
     teacher = build_teacher(mc.teacher_arch, mc.num_classes, mc.teacher_blocks)
@@ -124,12 +144,20 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
                             mc.student_width).to(device)
     tpart, spart = partition(teacher), partition(student)
     prefix_end = mc.positions[0]
-    if cfg.method != "scratch":
+    if cfg.method not in WHOLE_STUDENT:
         copy_prefix_(tpart, spart, prefix_end)
     units = build_units(tpart, spart, mc.positions, mc.force_adapters).to(device)
     if mc.student_init == "prune":
         prune_init_(tpart, units, mc.positions)
+    return Setup(device, teacher, tpart, student, spart, units, prefix_end, cfg.precision,
+                 runtime.grad_scaler(device, cfg.precision))
 
+
+def build(cfg: NetGraftConfig, teacher_state: dict | None = None, memo: dict | None = None) -> Setup:
+    """`memo`: an optional dict shared by runs in one process to reuse the frozen-prefix caches (they depend
+    only on the teacher and the data settings, and on the seed only when fewer than 81 crops are cached)."""
+    m = build_models(cfg, teacher_state)
+    device, tpart, prefix_end, mc = m.device, m.tpart, m.prefix_end, cfg.model
     train_ds, test_ds, mean, std = _load_images(cfg)
     pick = official_few_shot(train_ds.labels, cfg.data.n_shot, cfg.data.few_shot_seed, cfg.data.pool_per_class)
     pick, val_pick = split_val(pick, train_ds.labels, cfg.data.val_per_class)
@@ -137,23 +165,41 @@ def build(cfg: NetGraftConfig, teacher_state: dict | None = None) -> Setup:
     few = tfdata.ArrayImageDataset(train_ds.images[pick], train_ds.labels[pick], aug)
     val = tfdata.ArrayImageDataset(train_ds.images[val_pick], train_ds.labels[val_pick]) if len(val_pick) else None
     test_x, test_y = normalised(test_ds, mean, std, cfg.data.test_limit)
-    cached = cfg.data.cache_prefix and cfg.method != "scratch"
+    lab_pick = validation_shots(train_ds.labels, cfg.data.n_shot, cfg.data.val_labelled_per_class,
+                                cfg.data.few_shot_seed, cfg.data.pool_per_class)
+    val_x, val_y = normalised(tfdata.ArrayImageDataset(train_ds.images[lab_pick], train_ds.labels[lab_pick]),
+                              mean, std) if len(lab_pick) else (None, None)
+    cached = cfg.data.cache_prefix and cfg.method not in WHOLE_STUDENT  # units see cached prefix outputs
     prefix_fn = lambda x: tpart.forward_prefix(x.to(device), prefix_end)  # noqa: E731
     tail_fn = lambda h: tpart.forward(h, start=prefix_end)  # noqa: E731
-    if cached:
-        x01, _ = tfdata.ArrayImageDataset(few.images, few.labels).tensors()
-        views = [transforms.normalize_batch(v, mean, std) for v in crop_views(x01, cfg.data.cache_crops, cfg.seed)]
-        train_set = PrefixCache(views, prefix_fn, tail_fn, flip=cfg.data.augment == "flip")
-        with torch.no_grad():
-            test_x = torch.cat([prefix_fn(test_x[i:i + 500]) for i in range(0, len(test_x), 500)])
+
+    @torch.no_grad()
+    def prefix_all(x):
+        return torch.cat([prefix_fn(x[i:i + 500]) for i in range(0, len(x), 500)])
+
+    d = cfg.data
+    key = (str(mc.teacher_ckpt), id(teacher_state), d.name, d.n_shot, d.few_shot_seed, d.pool_per_class,
+           d.val_per_class, d.augment, d.cache_crops, cfg.seed if d.cache_crops < 81 else None)
+    if cfg.data.cache_prefix and cfg.method != "scratch":
+        keep = cfg.method == "kd_scratch"  # the student trains its own prefix: keep the image views
+
+        def make_cache():
+            x01, _ = tfdata.ArrayImageDataset(few.images, few.labels).tensors()
+            views = [transforms.normalize_batch(v, mean, std) for v in crop_views(x01, d.cache_crops, cfg.seed)]
+            return PrefixCache(views, prefix_fn, tail_fn, flip=d.augment == "flip", keep_input=keep)
+        train_set = _memo(memo, ("train", keep) + key, make_cache)
     else:
         train_set = few if cfg.method == "scratch" else Unlabeled(few)
+    if cached:
+        test_x = _memo(memo, ("test", d.test_limit) + key[:3], lambda: prefix_all(test_x))
+        if val_x is not None:
+            val_x = _memo(memo, ("val", d.val_labelled_per_class) + key[:7], lambda: prefix_all(val_x))
     val_set = None
     if val is not None:
         vx, _ = normalised(val, mean, std)
         val_set = vx
-    return Setup(device, teacher, tpart, student, spart, units, prefix_end, train_set, val_set, test_x, test_y,
-                 cached, mean, std)
+    return dataclasses.replace(m, train_set=train_set, val_set=val_set, test_x=test_x, test_y=test_y, cached=cached,
+                               mean=mean, std=std, val_x=val_x, val_y=val_y)
 
 
 # ---- one phase ------------------------------------------------------------------------------------
@@ -178,16 +224,25 @@ def phase_model(cfg: NetGraftConfig, s: Setup, ph: Phase) -> tuple[nn.Module, to
         chain = nn.Sequential(*s.units[:n])
         lr = cfg.stage2.lr if ph.kind == "net" else cfg.baseline.lr
         return Grafted(s.tpart, chain, pos[0], pos[n - 1] - pos[0] + 1), torch.optim.Adam(chain.parameters(), lr=lr)
-    if ph.kind == "scratch":
+    if ph.kind in WHOLE_STUDENT:
         return s.student, torch.optim.Adam(s.student.parameters(), lr=cfg.baseline.lr)
     raise ValueError(ph.kind)
 
 
-def _train_step(cfg, s: Setup, ph: Phase, model, opt, batch) -> torch.Tensor:
-    with runtime.autocast(s.device):
+def step_loss(cfg, s: Setup, ph: Phase, model, batch) -> torch.Tensor:
+    """The forward half of one training step of phase `ph` (under cfg.precision's autocast): the loss."""
+    with runtime.autocast(s.device, s.precision):
         if ph.kind == "scratch":
             x, y = batch
             loss = F.cross_entropy(model(x.to(s.device)), torch.as_tensor(y).to(s.device))
+        elif ph.kind == "kd_scratch":  # the whole student against the teacher's logits of the same view
+            if isinstance(batch, (list, tuple)):  # cached views: (image, teacher logits)
+                x, z_t = (t.to(s.device) for t in batch)
+            else:
+                x = batch.to(s.device)
+                with torch.no_grad():
+                    z_t = s.teacher(x)
+            loss = graft_loss(model(x).float(), z_t.float(), cfg.loss, cfg.kl_temperature)
         else:
             if s.cached:
                 h, z_t = (t.to(s.device) for t in batch)
@@ -197,15 +252,26 @@ def _train_step(cfg, s: Setup, ph: Phase, model, opt, batch) -> torch.Tensor:
                     z_t = s.tpart.forward(h, start=s.prefix_end)  # the un-grafted teacher, same batch
             z_g = model(h, start=s.prefix_end)
             loss = graft_loss(z_g.float(), z_t.float(), cfg.loss, cfg.kl_temperature)
+    return loss
+
+
+def train_step(cfg, s: Setup, ph: Phase, model, opt, batch) -> torch.Tensor:
+    loss = step_loss(cfg, s, ph, model, batch)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if s.scaler is not None and s.scaler.is_enabled():  # fp16 on CUDA
+        s.scaler.scale(loss).backward()
+        s.scaler.step(opt)
+        s.scaler.update()
+    else:
+        loss.backward()
+        opt.step()
     return loss.detach()
 
 
 @torch.no_grad()
 def _logits(s: Setup, fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch].to(s.device)).float().cpu() for i in range(0, len(x), batch)])
+    with runtime.autocast(s.device, s.precision):
+        return torch.cat([fn(x[i:i + batch].to(s.device)).float().cpu() for i in range(0, len(x), batch)])
 
 
 def student_from_prefix(s: Setup):
@@ -218,20 +284,22 @@ def student_from_prefix(s: Setup):
     return fn
 
 
-def _test_accuracy(s: Setup, fn) -> float:
-    """Top-1 % of `fn` on the (possibly cached) test inputs, with the student's modules in eval mode meanwhile."""
+def _test_accuracy(s: Setup, fn, split: str = "test") -> float:
+    """Top-1 % of `fn` on the (possibly cached) test or labelled-validation inputs, with the student's modules
+    in eval mode meanwhile."""
+    x, y = (s.test_x, s.test_y) if split == "test" else (s.val_x, s.val_y)
     s.units.eval()
     s.student.eval()
     try:
-        logits = _logits(s, fn, s.test_x)
+        logits = _logits(s, fn, x)
     finally:
         s.units.train()
         s.student.train()
-    return (logits.argmax(1) == s.test_y).float().mean().item() * 100
+    return (logits.argmax(1) == y).float().mean().item() * 100
 
 
-def evaluate_student(s: Setup, method: str) -> float:
-    return _test_accuracy(s, s.student if method == "scratch" else student_from_prefix(s))
+def evaluate_student(s: Setup, method: str, split: str = "test") -> float:
+    return _test_accuracy(s, s.student if method in WHOLE_STUDENT else student_from_prefix(s), split)
 
 
 def evaluate_grafted(s: Setup, model: Grafted) -> float:
@@ -265,21 +333,21 @@ def _mix(*xs: int) -> int:
 
 
 def _trainable_state(cfg, s: Setup) -> dict:
-    return s.student.state_dict() if cfg.method == "scratch" else s.units.state_dict()
+    return s.student.state_dict() if cfg.method in WHOLE_STUDENT else s.units.state_dict()
 
 
 def _load_trainable(cfg, s: Setup, sd: dict) -> None:
-    target = s.student if cfg.method == "scratch" else s.units
+    target = s.student if cfg.method in WHOLE_STUDENT else s.units
     checkpoint.load_module_state(target, sd, what="student units")
 
 
 def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int | None = None,
-        teacher_state: dict | None = None) -> dict:
-    """Train per `cfg.method`; returns the summary (also written to <out>/summary.json)."""
+        teacher_state: dict | None = None, memo: dict | None = None) -> dict:
+    """Train per `cfg.method`; returns the summary (also written to <out>/summary.json). `memo`: see `build`."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, out / "config.yaml")
-    s = build(cfg, teacher_state)
+    s = build(cfg, teacher_state, memo)
     plan = phases(cfg)
     log = MetricLogger(out)
     ckpt_path = out / "last.pt"
@@ -312,7 +380,7 @@ def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int |
                                         drop_last=False, num_workers=cfg.num_workers)
             losses = []
             for batch in loader:
-                loss = _train_step(cfg, s, ph, model, opt, batch)
+                loss = train_step(cfg, s, ph, model, opt, batch)
                 assert_finite(loss, len(history) + 1, ckpt_path if ckpt_path.is_file() else None)
                 losses.append(loss.item())
             rec = {"phase": f"{ph.kind}{ph.index}", "epoch": epoch, "loss": float(np.mean(losses))}
@@ -335,6 +403,8 @@ def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int |
             done_epochs += 1
             bar.update(1)
             nxt_pi, nxt_epoch = (pi, epoch) if epoch < ph.epochs else (pi + 1, 0)
+            if nxt_pi == pi and epoch % cfg.checkpoint_every:  # not every epoch: Adam state is large (#17)
+                continue
             checkpoint.save(ckpt_path, {"phase": nxt_pi, "epoch": nxt_epoch, "units": _trainable_state(cfg, s),
                                         "opt": opt.state_dict() if nxt_pi == pi else None, "best": best,
                                         "history": history, "rng": runtime.rng_state(),
@@ -349,12 +419,13 @@ def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int |
 def finish(cfg: NetGraftConfig, s: Setup, history: list, best: dict | None) -> dict:
     out = Path(cfg.out)
     student = Student(nn.ModuleList(list(s.spart.blocks[:s.prefix_end])), s.units) \
-        if cfg.method != "scratch" else None
+        if cfg.method not in WHOLE_STUDENT else None
     state = {"method": cfg.method, "config": config_mod.to_dict(cfg),
              "student": student.state_dict() if student is not None else s.student.state_dict()}
     checkpoint.save(out / "student.pt", state, kind="netgraft-student")
     acc = evaluate_student(s, cfg.method)
-    summary = {"method": cfg.method, "n_shot": cfg.data.n_shot, "seed": cfg.seed, "test_acc": acc,
+    val_acc = evaluate_student(s, cfg.method, "val") if s.val_x is not None else None
+    summary = {"method": cfg.method, "n_shot": cfg.data.n_shot, "seed": cfg.seed, "test_acc": acc, "val_acc": val_acc,
                "teacher_acc": evaluate_teacher(s), "selected_epoch": best["epoch"] if best else "last",
                "select": cfg.stage2.select, "steps": sum(len(range(0, len(s.train_set), cfg.effective_batch))
                                                           * p.epochs for p in phases(cfg)),
