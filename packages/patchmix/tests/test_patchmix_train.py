@@ -70,7 +70,8 @@ def test_nan_loss_stops_and_keeps_last_good(tmp_path, capsys):
     train_main(["--config", DEMO, "--out", str(out), "--stop-at", "2", *SMALL])
     before = (out / "last.pt").read_bytes()
     nan = ["loss.temp=1e-40", "loss.warmup_temp=1e-40"]  # logits overflow to inf -> NaN loss
-    code, err = run_cli(train_main, ["--config", DEMO, "--out", str(out), *SMALL, *nan, "--resume"], capsys)
+    code, err = run_cli(train_main, ["--config", DEMO, "--out", str(out), *SMALL, *nan, "--resume",
+                                     "--accept-config-change"], capsys)  # past the spine's config-change check
     assert code == 2 and len(err) == 1 and "loss became" in err[0]
     assert (out / "last.pt").read_bytes() == before
 

@@ -27,6 +27,8 @@ class ModelConfig:
     proj_dim: int = 256
     pred_layers: int = 2
     pred_hidden: int = 4096
+    compile: bool = False  # torch.compile the online network's forward (measured in bench/gpu.py, not assumed)
+    compile_backend: str = "inductor"  # torch.compile backend ("eager"/"aot_eager": no C++/Triton compiler)
 
     def validate(self):
         if self.img_size % self.patch_size:
@@ -159,7 +161,7 @@ class PretrainConfig(RunConfig):
     data: DataConfig = field(default_factory=lambda: DataConfig(dataset="imagefolder"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    amp: bool = True  # bf16 autocast on CUDA (no-op on CPU)
+    amp: bool = True  # autocast on CUDA to `precision` (bf16 | fp16 with a GradScaler); no-op on CPU
     ckpt_every: int = 0  # steps; last.pt is always written at the end
     log_every: int = 10
 

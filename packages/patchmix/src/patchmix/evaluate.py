@@ -34,14 +34,15 @@ def eval_mode(module: torch.nn.Module):
 
 @torch.no_grad()
 def extract(backbone, ds, device, size: int, mean, std, batch_size: int = 256, head=None, amp: bool = True,
-            limit: int = 0):
+            limit: int = 0, precision: str = "bf16"):
     """CLS features (after the final LN; through `head` if given) and labels of a uint8/float image set."""
     feats, labels = [], []
     seen = 0
     with eval_mode(backbone):
-        for x, y in make_loader(ds, batch_size, seed=0, shuffle=False, drop_last=False, seeded_augment=False):
-            x = eval_view(to_unit(x).to(device), size, mean, std)
-            with runtime.autocast(device, amp):
+        for x, y in make_loader(ds, batch_size, seed=0, shuffle=False, drop_last=False, seeded_augment=False,
+                                device=device):
+            x = eval_view(to_unit(x.to(device, non_blocking=True)), size, mean, std)
+            with runtime.autocast(device, precision, enabled=amp):
                 f = backbone.cls_feature(x)
                 if head is not None:
                     f = head(f)
@@ -83,7 +84,7 @@ def knn_monitor(cfg: PretrainConfig, backbone, device) -> dict:
         return {}
     mon = cfg.monitor
     kw = dict(size=cfg.model.img_size, mean=tuple(cfg.aug.mean), std=tuple(cfg.aug.std), amp=cfg.amp,
-              limit=mon.max_eval)
+              limit=mon.max_eval, precision=cfg.precision)
     tf, ty = extract(backbone, train, device, **kw)
     vf, vy = extract(backbone, test, device, **kw)
     r = knn_eval(tf, ty, vf, vy, ks=(mon.knn_k,), t=mon.knn_t)

@@ -124,12 +124,15 @@ def soft_info_nce(q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor, tau: 
 
     No 2*tau factor and no queue. With `gather`, keys of all ranks are concatenated (no gradient).
     """
-    q = F.normalize(q.float(), dim=1)
-    k = F.normalize(k.float(), dim=1)
-    if gather:
-        k = distributed.all_gather_nograd(k)
-    logits = q @ k.T / tau
-    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+    # fp32 logits even under autocast (which would run the matmul in bf16): at tau = 0.2 a bf16 cosine's rounding
+    # (~4e-3) moves a logit by ~0.02, and the soft targets weigh every column
+    with torch.autocast(q.device.type, enabled=False):
+        q = F.normalize(q.float(), dim=1)
+        k = F.normalize(k.float(), dim=1)
+        if gather:
+            k = distributed.all_gather_nograd(k)
+        logits = q @ k.T / tau
+        return -(targets.float() * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
 @dataclasses.dataclass

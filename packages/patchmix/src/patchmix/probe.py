@@ -24,11 +24,11 @@ __all__ = ["run_eval", "layer_decay_groups", "mixup_cutmix", "accuracy"]
 
 
 @torch.no_grad()
-def accuracy(fn, ds, device, size, mean, std, amp=True) -> float:
+def accuracy(fn, ds, device, size, mean, std, amp=True, precision: str = "bf16") -> float:
     correct = total = 0
-    for x, y in make_loader(ds, 256, seed=0, shuffle=False, drop_last=False, seeded_augment=False):
-        with runtime.autocast(device, amp):
-            logits = fn(eval_view(to_unit(x).to(device), size, mean, std))
+    for x, y in make_loader(ds, 256, seed=0, shuffle=False, drop_last=False, seeded_augment=False, device=device):
+        with runtime.autocast(device, precision, enabled=amp):
+            logits = fn(eval_view(to_unit(x.to(device, non_blocking=True)), size, mean, std))
         correct += (logits.float().argmax(1).cpu() == torch.as_tensor(y)).sum().item()
         total += len(y)
     return 100.0 * correct / max(total, 1)
@@ -110,7 +110,8 @@ def run_eval(cfg: EvalConfig, resume: str | None = None) -> dict:
     res = {"protocol": cfg.protocol, "encoder": which, "checkpoint": str(cfg.checkpoint)}
     if cfg.protocol == "knn":
         head = random_head(backbone.num_features, cfg.seed).to(device) if cfg.knn.faithful_random_head else None
-        kw = dict(size=size, mean=mean, std=std, batch_size=cfg.knn.batch_size, head=head, amp=cfg.amp)
+        kw = dict(size=size, mean=mean, std=std, batch_size=cfg.knn.batch_size, head=head, amp=cfg.amp,
+                  precision=cfg.precision)
         tf, ty = extract(backbone, train, device, **kw)
         vf, vy = extract(backbone, test, device, **kw)
         res.update(knn_eval(tf, ty, vf, vy, ks=tuple(cfg.knn.k), t=cfg.knn.t))
@@ -152,18 +153,19 @@ def _linear(cfg, backbone, train, test, nc, device, size, mean, std, out, resume
         data = train
 
         def feats(x, g):
-            x = random_resized_crop(to_unit(x).to(device), size, lc.scale, g, flip_p=0.5)
-            with torch.no_grad(), runtime.autocast(device, cfg.amp):
+            x = random_resized_crop(to_unit(x.to(device, non_blocking=True)), size, lc.scale, g, flip_p=0.5)
+            with torch.no_grad(), runtime.autocast(device, cfg.precision, enabled=cfg.amp):
                 return backbone.cls_feature(normalize(x, mean, std)).float()
     else:
-        f, y = extract(backbone, train, device, size, mean, std, amp=cfg.amp)
+        f, y = extract(backbone, train, device, size, mean, std, amp=cfg.amp, precision=cfg.precision)
         data = torch.utils.data.TensorDataset(f, y)
 
         def feats(x, g):
             return x.to(device)
-    batches = lambda e, s: make_loader(data, lc.batch_size, seed=cfg.seed, epoch=e, start_batch=s)  # noqa: E731
+    batches = lambda e, s: make_loader(data, lc.batch_size, seed=cfg.seed, epoch=e, start_batch=s,  # noqa: E731
+                                       device=device)
     evaluate = lambda: accuracy(lambda x: head(backbone.cls_feature(x).float()), test, device, size, mean,  # noqa
-                                std, cfg.amp)
+                                std, cfg.amp, cfg.precision)
     trainer, ipe, hist, on_end = _epoch_trainer(cfg, out, "patchmix-linear", {"head": head, "opt": opt},
                                                 len(data), lc.batch_size, lc.epochs, batches, evaluate, resume)
 
@@ -195,7 +197,8 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
     lr0 = fc.base_lr * fc.batch_size / 256
     total = fc.epochs * steps_per_epoch(len(train), fc.batch_size)
     warm = round(fc.warmup_epochs * steps_per_epoch(len(train), fc.batch_size))
-    batches = lambda e, s: make_loader(train, fc.batch_size, seed=cfg.seed, epoch=e, start_batch=s)  # noqa: E731
+    batches = lambda e, s: make_loader(train, fc.batch_size, seed=cfg.seed, epoch=e, start_batch=s,  # noqa: E731
+                                       device=device)
 
     def predict(x):
         return head(model.cls_feature(x))
@@ -203,7 +206,7 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
     def evaluate():
         model.eval()
         try:
-            return accuracy(predict, test, device, size, mean, std, cfg.amp)
+            return accuracy(predict, test, device, size, mean, std, cfg.amp, cfg.precision)
         finally:
             model.train()
 
@@ -220,14 +223,14 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
-        x = to_unit(batch[0]).to(device)
+        x = to_unit(batch[0].to(device, non_blocking=True))
         if fc.random_crop_pad:
             x = _random_crop_flip(x, fc.random_crop_pad, gen)
         else:
             x = random_resized_crop(x, size, (0.08, 1.0), gen, flip_p=0.5)
         y = torch.as_tensor(batch[1]).to(device)
         x, soft = mixup_cutmix(normalize(x, mean, std), y, nc, fc, gen)
-        with runtime.autocast(device, cfg.amp):
+        with runtime.autocast(device, cfg.precision, enabled=cfg.amp):
             logits = predict(x)
         loss = -(soft * F.log_softmax(logits.float(), 1)).sum(1).mean()
         opt.zero_grad(set_to_none=True)

@@ -19,7 +19,7 @@ from tenfold.eval import linear_probe
 
 from .augment import eval_view
 from .config import PretrainConfig
-from .data import load_split
+from .data import load_split, to_unit
 from .evaluate import eval_mode, extract, instance_retrieval, knn_eval, mixed_source_hits
 from .models import build_models
 from .train import pretrain, view_specs
@@ -31,15 +31,14 @@ __all__ = ["measure", "compare_arms"]
 def measure(cfg: PretrainConfig, backbone, train, test, device, n_probe: int = 512, probe_epochs: int = 30) -> dict:
     mean, std = tuple(cfg.aug.mean), tuple(cfg.aug.std)
     size = cfg.model.img_size
-    kw = dict(size=size, mean=mean, std=std, amp=cfg.amp)
+    kw = dict(size=size, mean=mean, std=std, amp=cfg.amp, precision=cfg.precision)
     tf, ty = extract(backbone, train, device, **kw)
     vf, vy = extract(backbone, test, device, **kw)
     res = {"knn_top1": knn_eval(tf, ty, vf, vy, ks=(20,), t=0.07)["knn20_top1"]}
     with torch.enable_grad():
         res["linear_top1"] = linear_probe(tf, ty, vf, vy, epochs=probe_epochs, lr=0.1, seed=cfg.seed)["top1"]
     res["feature_std"] = F.normalize(vf, dim=1).std(0).mean().item()  # collapse -> ~0
-    x = torch.stack([test[i][0] for i in range(min(n_probe, len(test)))]).float().to(device)
-    x = x / 255 if x.max() > 1.5 else x
+    x = to_unit(torch.stack([test[i][0] for i in range(min(n_probe, len(test)))]).to(device))
     v1, v2, _ = view_specs(cfg.aug)
     with eval_mode(backbone):
         res["instance_top1"] = instance_retrieval(backbone, x, v1, v2, cfg.seed + 99, mean, std)

@@ -17,7 +17,7 @@ from .models import MomentumEncoder, Online, build_models, ema_update, export_ba
 from .objective import mocov3_terms, patchmix_terms, src_terms, step_targets, weighted_loss
 from .schedules import lr_at, param_groups, temp_at, wd_at
 
-__all__ = ["StepFn", "step_seed", "view_specs", "build_optimizer", "pretrain", "KIND"]
+__all__ = ["StepFn", "step_seed", "view_specs", "build_optimizer", "maybe_compile", "pretrain", "KIND"]
 
 KIND = "patchmix"
 _MASK = (1 << 63) - 1
@@ -37,6 +37,13 @@ def view_specs(a) -> tuple[ViewSpec, ViewSpec, ViewSpec]:
     return v1, v2, local
 
 
+def maybe_compile(module: torch.nn.Module, mcfg) -> torch.nn.Module:
+    """torch.compile for the forward passes when model.compile is set (checkpoints keep the plain module)."""
+    if not getattr(mcfg, "compile", False):
+        return module
+    return torch.compile(module, backend=mcfg.compile_backend, dynamic=False)
+
+
 def build_optimizer(cfg: PretrainConfig, online: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(param_groups(online), lr=0.0, betas=tuple(cfg.optim.betas))
 
@@ -47,6 +54,8 @@ class StepFn:
     def __init__(self, cfg: PretrainConfig, online, momentum: MomentumEncoder | None, opt, device,
                  iters_per_epoch: int, total_steps: int):
         self.cfg, self.online, self.momentum, self.opt, self.device = cfg, online, momentum, opt, device
+        self.forward = maybe_compile(online, cfg.model)  # the query passes; EMA and keys use the plain module
+        self.scaler = runtime.grad_scaler(device, cfg.precision if cfg.amp else "fp32")
         self.ipe, self.total = iters_per_epoch, total_steps
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self.v1, self.v2, self.vl = view_specs(cfg.aug)
@@ -99,15 +108,15 @@ class StepFn:
         n = x1.shape[0]
         gather = self.world > 1
         o2o = lc.o2o_smoothing
-        with runtime.autocast(self.device, cfg.amp):
+        with runtime.autocast(self.device, cfg.precision, enabled=cfg.amp):
             if lc.objective == "src_only":
-                (q1,) = self.online([x1])
+                (q1,) = self.forward([x1])
                 (k2,) = self.keys([x2])
                 y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x.device).y_oo
                 terms = src_terms(q1, k2, y_oo, temp, gather)
                 return {"loss": weighted_loss(terms, w_src=lc.w_src), **terms}
             if lc.objective == "mocov3":
-                q1, q2 = self.online([x1, x2])
+                q1, q2 = self.forward([x1, x2])
                 k1, k2 = self.keys([x1, x2])
                 y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x.device).y_oo
                 terms = mocov3_terms(q1, q2, k1, k2, y_oo, temp, gather)
@@ -124,7 +133,7 @@ class StepFn:
                 with torch.no_grad():
                     local_mix = [self.mix(v, draw, g, g_global) for v in local]
                 batches += [torch.cat(local), torch.cat(local_mix)]
-            qs = self.online(batches)
+            qs = self.forward(batches)
             k1, k2, mk1 = self.keys([x1, x2, x1m])
             q_local, q_local_mix = (qs[2].chunk(nl), qs[3].chunk(nl)) if nl else ((), ())
             terms = patchmix_terms(qs[0], qs[1], k1, k2, mk1, targets, temp, q_local, q_local_mix, gather)
@@ -132,14 +141,19 @@ class StepFn:
             return {**terms, "m": float(draw.m), "loss": loss}
 
     def __call__(self, batch, state) -> dict:
-        x = to_unit(batch[0]).to(self.device, non_blocking=True)
+        x = to_unit(batch[0].to(self.device, non_blocking=True))  # uint8 over the bus, float on the device
         sched = self.schedule(state.step)
         if self.momentum is not None:  # EMA before the forward, as the reference
             ema_update(self.momentum, distributed.unwrap(self.online), sched["mu"])
         out = self.compute(x, state.step, sched["temp"])
         self.opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        self.opt.step()
+        if self.scaler.is_enabled():  # precision=fp16 on CUDA: scaled backward (bf16/fp32 need none)
+            self.scaler.scale(out["loss"]).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            out["loss"].backward()
+            self.opt.step()
         return {**{k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}, **sched}
 
 
@@ -185,7 +199,8 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None
         stateful["momentum"] = momentum
     trainer = Trainer(out, kind=KIND, config=cfg, stateful=stateful, total_steps=total,
                       batches=lambda epoch, start: make_loader(train_ds, bs, seed=cfg.seed, epoch=epoch,
-                                                               start_batch=start, num_workers=cfg.data.num_workers),
+                                                               start_batch=start, num_workers=cfg.data.num_workers,
+                                                               device=device),
                       ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, desc="patchmix")
     trainer.maybe_resume(resume)
     step_fn = StepFn(cfg, online_run, momentum, opt, device, ipe, total)
