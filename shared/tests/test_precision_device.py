@@ -98,7 +98,7 @@ def test_fake_cuda_raises_on_a_cpu_tensor_mixed_in():
 
 
 def test_fake_cuda_skip_backward_runs_a_whole_training_step():
-    stock_backward = torch.Tensor.backward
+    stock_backward, stock_grad = torch.Tensor.backward, torch.autograd.grad
     with fake_cuda(skip_backward=True):
         net = _Net().to("cuda")
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
@@ -111,7 +111,10 @@ def test_fake_cuda_skip_backward_runs_a_whole_training_step():
         scaler.update()
         sched.step()
         assert all(p.grad is None for p in net.parameters())
-    assert torch.Tensor.backward is stock_backward
+        x = torch.randn(2, 3, 8, 8, device="cuda", requires_grad=True)
+        (g,) = torch.autograd.grad(net(x).sum(), x)  # attribution code paths: zeros placed like the input
+        assert g.device.type == "cuda" and g.shape == x.shape
+    assert torch.Tensor.backward is stock_backward and torch.autograd.grad is stock_grad
     if torch.cuda.is_available():
         return
     with fake_cuda():  # without the switch backward needs a CUDA context and fails

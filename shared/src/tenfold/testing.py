@@ -9,8 +9,9 @@ Inside `fake_cuda()` every tensor is a FakeTensor (shapes, dtypes and devices on
 any size run in milliseconds and code that forgets a `.to(device)` fails with FakeTensorDeviceMismatchError exactly
 where real CUDA would fail. Backward, `.item()`, `torch.cuda.*` calls and autocast do not run there (CUDA autocast
 switches itself off with a warning when no GPU is present, which is silenced here). `fake_cuda(skip_backward=True)`
-turns `loss.backward()` into a no-op so a whole training step (forward, optimizer step on gradient-less parameters,
-schedulers) can be run for its device placement.
+turns `loss.backward()` into a no-op and `torch.autograd.grad` into zeros shaped and placed like its inputs, so a
+whole training step (forward, optimizer step on gradient-less parameters, schedulers) or a gradient-based
+attribution can be run for its device placement.
 """
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ def _apply_replacing(self: nn.Module, fn, recurse: bool = True):
     return self
 
 
+def _zero_grad(outputs, inputs, *args, **kwargs):
+    """torch.autograd.grad stand-in under skip_backward: zeros with the inputs' shapes, dtypes and devices."""
+    return tuple(torch.zeros_like(t) for t in ((inputs,) if torch.is_tensor(inputs) else inputs))
+
+
 @contextlib.contextmanager
 def fake_cuda(skip_backward: bool = False):
     """Fake CUDA for device-placement tests on a CPU-only machine (see the module docstring).
@@ -62,8 +68,17 @@ def fake_cuda(skip_backward: bool = False):
     (backward needs a real CUDA context), so code that trains can be run end to end."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from .data.loader import ResumableSampler
+
     original = nn.Module._apply
-    original_backward = torch.Tensor.backward
+    original_backward, original_grad = torch.Tensor.backward, torch.autograd.grad
+    original_indices = ResumableSampler.indices
+
+    def _host_indices(self):  # sample order is host-side bookkeeping (a Python list): computed for real
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        with unset_fake_temporarily():
+            return original_indices(self)
 
     def _apply(self, fn, recurse=True):
         if any(is_fake(t) for t in self._parameters.values() if t is not None) or any(
@@ -75,11 +90,14 @@ def fake_cuda(skip_backward: bool = False):
         warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
         warnings.filterwarnings("ignore", message=".*torch.cuda.amp.GradScaler is enabled, but CUDA.*")
         nn.Module._apply = _apply
+        ResumableSampler.indices = _host_indices
         if skip_backward:
             torch.Tensor.backward = lambda self, *a, **k: None
+            torch.autograd.grad = _zero_grad
         try:
             with FakeTensorMode(allow_non_fake_inputs=False) as mode:
                 yield mode
         finally:
             nn.Module._apply = original
-            torch.Tensor.backward = original_backward
+            torch.Tensor.backward, torch.autograd.grad = original_backward, original_grad
+            ResumableSampler.indices = original_indices
