@@ -16,13 +16,27 @@ at 1 shot KD leads by 3.2 (55.95 vs 52.75). So the test pins (i) the defining me
 the frozen teacher restores most of the teacher's accuracy, the unit after block 3 the least; (ii) stage 2's
 progressive grafting lifts the stacked stage-1 units by a wide margin; (iii) NetGraft is not worse than plain KD
 by more than a point at equal steps, and within 8 points of the teacher.
+
+Spread (issue #22): the seed is `TENFOLD_SLOW_SEED` (default 0; it also seeds the 8 cached crops). Observed on
+this 2-core AVX-512 machine, threads=1, seeds 0 / 1 / 2: NetGraft 82.55 / 81.20 / 81.60 (range 1.35), KD 81.65 /
+80.15 / 80.50 (range 1.50), gap +0.90 / +1.05 / +1.10 (range 0.20); teacher 87.30 (no training, identical). Each
+threshold sits outside that spread by more than the spread: NetGraft − teacher −4.75 / −6.10 / −5.70 against −8
+(margin ≥ 1.9); gap ≥ +0.90 against −1 (margin ≥ 1.9; with the exact augmentation the gap is −0.40..−0.60, still
+inside); stacked → stage 2 +42.85 (seed 0) against +20. The stage-1 hybrids (seed 0: −5.70 / −0.70 / −0.45 vs the
+teacher) were recorded for seed 0 only; their thresholds (−10 / −2 / −2) hold ≥ 1.25 points of room.
+The second numerics setting (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2) was
+NOT measured for this test (see the README: no CPU left on the shared machine in that session); the AMD AVX2
+machine of /work/shared/observed passed it.
 """
+import os
+
 import pytest
 from netgraft.config import NetGraftConfig
 from netgraft.train import run
 from tenfold import config, runtime
 
-BASE = ["device=cpu", "seed=0"]
+SEED = int(os.environ.get("TENFOLD_SLOW_SEED", "0"))  # `make test-robust` varies it; calibration at 0
+BASE = ["device=cpu", f"seed={SEED}"]
 
 
 @pytest.mark.slow
@@ -43,11 +57,11 @@ def test_netgraft_vs_plain_kd_on_cifar10(real_data, vgg_teacher, tmp_path):
           f"stacked {g['stage1_stacked_acc']:.2f}")
     assert g["steps"] == k["steps"] == 420
     assert t > 85.0
-    assert hybrid["block1"] >= t - 2.0 and hybrid["block2"] >= t - 2.0  # observed -0.70, -0.45
+    assert hybrid["block1"] >= t - 2.0 and hybrid["block2"] >= t - 2.0  # observed -0.70, -0.45 (seed 0)
     assert hybrid["block0"] >= t - 10.0  # observed -5.70: replacing block 3 from 100 images is the bottleneck
     assert g["test_acc"] >= g["stage1_stacked_acc"] + 20.0  # observed +42.85 (39.70 -> 82.55)
-    assert g["test_acc"] >= t - 8.0  # spec; observed -4.75
-    assert g["test_acc"] >= k["test_acc"] - 1.0  # observed +0.90 here; -0.4..-0.6 with exact augmentation
+    assert g["test_acc"] >= t - 8.0  # spec; observed -4.75 / -6.10 / -5.70 (seeds 0 / 1 / 2)
+    assert g["test_acc"] >= k["test_acc"] - 1.0  # observed +0.90 / +1.05 / +1.10; -0.4..-0.6 with exact aug.
     assert k["test_acc"] > 60.0  # chance is 10 %
     for unit in ("block0", "block1", "block2"):  # every stage-1 unit learned (spec §7.2)
         assert g["last_loss"][unit] <= 0.5 * g["first_loss"][unit], unit
