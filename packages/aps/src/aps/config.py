@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 __all__ = ["ModelConfig", "SamplingConfig", "AugConfig", "DataConfig", "OptimConfig", "EvalConfig",
@@ -65,10 +65,10 @@ class SamplingConfig:
 class AugConfig:
     crop_scale: tuple[float, float] = (0.15, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 4 / 3)
-    flip_p: float = 0.5
+    flip_p: float = probability(0.5)
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
-    jitter_p: float = 0.8
-    gray_p: float = 0.2
+    jitter_p: float = probability(0.8)
+    gray_p: float = probability(0.2)
     mean: list[float] = field(default_factory=lambda: list(CIFAR_MEAN))
     std: list[float] = field(default_factory=lambda: list(CIFAR_STD))
 
@@ -92,15 +92,15 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    batch_size: int = 512  # global
-    lr_base: float = 1e-3  # per 256 images: lr = lr_base · batch_size / 256
+    batch_size: int = positive(512)  # global
+    lr_base: float = positive(1e-3)  # per 256 images: lr = lr_base · batch_size / 256
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.05
     wd_exclude_norm_bias: bool = False  # official: decay on ALL parameters (pitfall 15)
-    epochs: int = 1600
-    max_steps: int = 0  # >0: stop after this many batches (each has K optimizer steps)
-    warmup_epochs: float = 20.0
+    epochs: int = nonnegative(1600)
+    max_steps: int = nonnegative(0)  # >0: stop after this many batches (each has K optimizer steps)
+    warmup_epochs: float = nonnegative(20.0)
     # >0: warm-up length in optimizer steps (schedule_unit=step only), the same for arms with different K;
     # 0: warmup_epochs epochs of this arm (K·batches_per_epoch optimizer steps each)
     warmup_steps: int = 0
@@ -128,10 +128,10 @@ class EvalConfig:
     # spec §7(d): full-batch L-BFGS logistic regression on standardised frozen CLS features; sgd: the spine's
     # minibatch SGD probe (momentum 0.9, cosine lr) for linear_epochs
     linear_solver: Literal["lbfgs", "sgd"] = "lbfgs"
-    linear_iters: int = 100  # L-BFGS iterations
+    linear_iters: int = nonnegative(100)  # L-BFGS iterations
     linear_l2: float = 1e-4  # L2 on the weights (not the bias), added to the mean cross-entropy as l2/2·‖W‖²
-    linear_epochs: int = 100  # sgd only
-    batch_size: int = 256
+    linear_epochs: int = nonnegative(100)  # sgd only
+    batch_size: int = positive(256)
 
     def validate(self):
         if self.linear_iters < 1 or self.linear_epochs < 1:
@@ -162,23 +162,23 @@ class FinetuneConfig(RunConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     num_classes: int = 0  # 0: from the data set
-    epochs: int = 100
-    max_steps: int = 0
-    batch_size: int = 128
-    lr_base: float = 2e-3  # per 512: lr = lr_base · batch_size / 512 (tiny 2e-3, small 1e-3, base 5e-4)
+    epochs: int = nonnegative(100)
+    max_steps: int = nonnegative(0)
+    batch_size: int = positive(128)
+    lr_base: float = positive(2e-3)  # per 512: lr = lr_base · batch_size / 512 (tiny 2e-3, small 1e-3, base 5e-4)
     weight_decay: float = 0.05  # not on 1-D params, biases, pos_embed, cls_token
     layer_decay: float = 1.0  # layer-wise lr decay (1.0 = none, as the official code)
-    warmup_epochs: int = 5
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-5
+    warmup_epochs: int = nonnegative(5)
+    warmup_lr: float = nonnegative(1e-6)
+    min_lr: float = nonnegative(1e-5)
     lr_lag: bool = True  # official: scheduler stepped after the epoch, so epoch e uses lr(e-1)
     randaug_ops: int = 2
     randaug_magnitude: int = 9
-    reprob: float = 0.25  # random erasing probability (random pixel values)
+    reprob: float = probability(0.25)  # random erasing probability (random pixel values)
     mixup: float = 0.8  # Beta(α) for MixUp (0 disables)
     cutmix: float = 1.0  # Beta(α) for CutMix (0 disables)
-    mix_prob: float = 1.0
-    switch_prob: float = 0.5
+    mix_prob: float = probability(1.0)
+    switch_prob: float = probability(0.5)
     smoothing: float = 0.1
     drop_path: float = 0.0  # official configs say 0.1 but never wire it
     ema: bool = True
@@ -186,7 +186,7 @@ class FinetuneConfig(RunConfig):
     ema_eval: bool = False  # official builds the EMA but never evaluates it
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # official fine-tune uses ImageNet stats
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    eval_batch_size: int = 192
+    eval_batch_size: int = positive(192)
     eval_every: int = 1  # epochs
     amp: bool = True
     threads: int = 0

@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 METHODS = ("cmi", "deepinversion", "dafl", "zskt", "dfq", "dfad", "vanilla", "noise")
@@ -34,7 +34,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.2023, 0.1994, 0.2010])
     test_subset: int = 0  # evaluate on the first N test images (0 = all)
     train_subset: int = 0  # vanilla KD / teacher training on the first N train images (0 = all)
-    eval_batch_size: int = 256
+    eval_batch_size: int = positive(256)
 
     def validate(self):
         if len(self.mean) != len(self.std):
@@ -46,9 +46,9 @@ class DataConfig:
 
 @dataclass
 class SynthConfig:
-    batch_size: int = 256  # B, images per synthesis round
-    g_steps: int = 200  # inversion iterations per round (GAN methods: generator updates per round)
-    lr_g: float = 1e-3  # Adam lr of G, z and the head (DeepInv: of the pixels)
+    batch_size: int = positive(256)  # B, images per synthesis round
+    g_steps: int = nonnegative(200)  # inversion iterations per round (GAN methods: generator updates per round)
+    lr_g: float = positive(1e-3)  # Adam lr of G, z and the head (DeepInv: of the pixels)
     nz: int = 256
     ngf: int = 64
     bn: float = 1.0  # BN-statistics loss weight
@@ -83,12 +83,12 @@ class SynthConfig:
 
 @dataclass
 class KDConfig:
-    epochs: int = 200
-    ep_steps: int = 400  # student steps per epoch; rounds per epoch = ep_steps / kd_steps
-    kd_steps: int = 400  # student steps after each synthesis round
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
+    epochs: int = nonnegative(200)
+    ep_steps: int = nonnegative(400)  # student steps per epoch; rounds per epoch = ep_steps / kd_steps
+    kd_steps: int = nonnegative(400)  # student steps after each synthesis round
+    batch_size: int = positive(128)
+    lr: float = positive(0.1)
+    momentum: float = probability(0.9)
     weight_decay: float = 1e-4
     T: float = 20.0  # KD temperature (GAN baselines: 1, as the reference code effectively uses)
     loss: Literal["kl", "l1"] = "kl"  # DFAD: l1 on logits
@@ -113,7 +113,7 @@ class DistillConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     kd: KDConfig = field(default_factory=KDConfig)
-    ckpt_every_rounds: int = 0  # 0 = once per epoch
+    ckpt_every_rounds: int = nonnegative(0)  # 0 = once per epoch
     export_pool: bool = False  # write <out>/pool.npz at the end
     eval_teacher: bool = True  # report the teacher's test accuracy in summary.json
 
@@ -123,7 +123,7 @@ class SynthesizeConfig(RunConfig):
     """cmi-synthesize: synthesis rounds only (no student), pool exported to <out>/pool.npz."""
     method: Literal["cmi", "deepinversion"] = "cmi"
     out: str = "runs/cmi-synth"
-    rounds: int = 10
+    rounds: int = positive(10)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=lambda: SynthConfig(adv=0.0))
@@ -136,10 +136,10 @@ class TeacherTrainConfig(RunConfig):
     out: str = "runs/cmi-teacher"
     arch: str = "wrn40_2"
     data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
+    epochs: int = nonnegative(200)
+    batch_size: int = positive(256)
+    lr: float = positive(0.1)
+    momentum: float = probability(0.9)
     weight_decay: float = 1e-4
     milestones: list[int] = field(default_factory=lambda: [120, 150, 180])
     gamma: float = 0.1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive
 from tenfold.errors import ConfigError
 
 from .graph import GraphOptions
@@ -19,7 +19,7 @@ class DataConfig:
     n_train: int = 3000  # per zoo model
     n_transfer: int = 1000  # linear-probe training images per pool (a target keeps its own classes of them)
     n_test: int = 1000  # linear-probe test images per pool
-    n_probe: int = 100  # DEPARA probe images, shared and ordered
+    n_probe: int = nonnegative(100)  # DEPARA probe images, shared and ordered
     probe_pool: str = "auto"  # auto (synth for synth, cifar test images for real) | synth | cifar | mnist
     probe_folder: str = ""  # optional: your own probe images (a folder of image files, sorted by name)
     resize: int = 0  # probe_folder: 0 = centre square crop, then resize to image_size; R > 0 = shorter side to R,
@@ -47,9 +47,9 @@ class ZooConfig:
     tasks: list[str] = field(default_factory=lambda: ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"])
     arch: str = "tiny_cnn"  # tiny_cnn (spec 7.2) or a tenfold.nets name, e.g. resnet18 for the GPU zoo
     width: int = 16  # tiny_cnn channels of the first conv
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 3e-3  # Adam
+    epochs: int = nonnegative(3)
+    batch_size: int = positive(128)
+    lr: float = positive(3e-3)  # Adam
     teachers: list[str] = field(default_factory=list)  # extra sources: ../shared/models/*.pt (JSON beside)
     ckpt_every: int = 0
 
@@ -63,7 +63,7 @@ class ZooConfig:
 @dataclass
 class TransferConfig:
     targets: list[str] = field(default_factory=list)  # default: every zoo task except random-label controls
-    iters: int = 50  # L-BFGS iterations of the logistic-regression probe
+    iters: int = nonnegative(50)  # L-BFGS iterations of the logistic-regression probe
     l2: float = 1e-3
     random_floor: bool = True  # also probe a random-init encoder (the floor)
 

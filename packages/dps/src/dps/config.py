@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive
 from tenfold.errors import ConfigError
 
 __all__ = ["SyntheticConfig", "DataConfig", "ModelConfig", "TDSConfig", "GASConfig", "TrainConfig", "EvalConfig",
@@ -82,13 +82,13 @@ class TDSConfig:
 @dataclasses.dataclass
 class GASConfig:
     n_degree: int = 20  # uniform neighbours (with replacement) during pretraining
-    lr: float = 1e-4
-    batch_size: int = 200
-    epochs: int = 50
+    lr: float = positive(1e-4)
+    batch_size: int = positive(200)
+    epochs: int = nonnegative(50)
     patience: int = 3
     tol: float = 1e-3
     finetune: bool = True  # Gumbel fine-tune (official --hard soft); false = --hard atte
-    finetune_lr: float = 5e-7  # official 1e-4/200: almost a no-op with Adam (pitfall 12)
+    finetune_lr: float = positive(5e-7)  # official 1e-4/200: almost a no-op with Adam (pitfall 12)
     temp: float = 1.0
     anneal_rate: float = 0.003
     temp_min: float = 0.5
@@ -105,9 +105,9 @@ class GASConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    lr: float = 1e-4
-    batch_size: int = 200
-    epochs: int = 50
+    lr: float = positive(1e-4)
+    batch_size: int = positive(200)
+    epochs: int = nonnegative(50)
     patience: int = 3
     tol: float = 1e-3
     drop_last_event: bool = False  # true = official off-by-one that skips the last training event
@@ -122,7 +122,7 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class EvalConfig:
-    batch_size: int = 200
+    batch_size: int = positive(200)
     ap_on_labels: bool = False  # true = official bug (AP on thresholded predictions); for comparison only
 
 
@@ -130,9 +130,9 @@ class EvalConfig:
 class NodeTaskConfig:
     """Node classification head on the frozen encoder (dps-eval --task node; spec §2.8)."""
 
-    lr: float = 1e-4
-    batch_size: int = 200
-    epochs: int = 50
+    lr: float = positive(1e-4)
+    batch_size: int = positive(200)
+    epochs: int = nonnegative(50)
     patience: int = 10
     tol: float = 1e-3
     dropout: float = 0.1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 __all__ = ["DataConfig", "PartitionConfig", "ModelConfig", "GanConfig", "FLConfig", "FaultConfig", "FedMGDConfig",
@@ -76,12 +76,12 @@ class ModelConfig:
 @dataclass
 class GanConfig:
     """Stage 1 (generative adversarial stage, §2.4)."""
-    epochs: int = 400  # one epoch = floor(max_k n_k / batch_size) iterations
-    iters: int = 0  # >0: run exactly this many iterations instead of `epochs`
-    batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    lr_c: float = 2e-4
+    epochs: int = nonnegative(400)  # one epoch = floor(max_k n_k / batch_size) iterations
+    iters: int = nonnegative(0)  # >0: run exactly this many iterations instead of `epochs`
+    batch_size: int = positive(64)
+    lr_g: float = positive(2e-4)
+    lr_d: float = positive(2e-4)
+    lr_c: float = positive(2e-4)
     beta1: float = 0.5
     beta2: float = 0.999
     lambda_d: float = 0.1  # weight of the adversarial D loss
@@ -107,11 +107,11 @@ class FLConfig:
     """Stage 2 (federated enhancement, §2.5) and the baselines."""
     method: str = "fedmgd"  # fedmgd | fedavg | fedprox | scaffold | fedlc | local
     preset: str = "nominal"  # label only: nominal (100 x 10, equal communication) | code-faithful (1000 x 1)
-    rounds: int = 100
-    local_epochs: int = 10  # one local epoch = floor(max_k n_k / batch_size) steps for every client
-    local_steps: int = 0  # >0: exactly this many local steps per round instead of local_epochs
-    batch_size: int = 32
-    lr: float = 2e-4
+    rounds: int = positive(100)
+    local_epochs: int = nonnegative(10)  # one local epoch = floor(max_k n_k / batch_size) steps for every client
+    local_steps: int = nonnegative(0)  # >0: exactly this many local steps per round instead of local_epochs
+    batch_size: int = positive(32)
+    lr: float = positive(2e-4)
     beta1: float = 0.5
     beta2: float = 0.999
     optim_state: str = "persist"  # clients' Adam states: persist (reference: they survive rounds) | reset
@@ -120,12 +120,12 @@ class FLConfig:
     init: str = "auto"  # auto (fedmgd: stage1, baselines: scratch) | stage1 (clients start from the Stage-1
     # C_k with their Adam states: the reference's --pretrain-local-in-gan-stage) | scratch (clients start from S)
     stage1_from: str | None = None  # reuse Stage 1 (G and C_k) from <run>/stage1.pt instead of training it
-    server_steps: int = 100  # synthetic CE steps on S after each aggregation (fedmgd)
+    server_steps: int = nonnegative(100)  # synthetic CE steps on S after each aggregation (fedmgd)
     gen_batch: int = 2048
-    server_lr: float = 2e-4
+    server_lr: float = positive(2e-4)
     filter: bool = True  # keep only samples the current S labels as their conditioning label
     filter_eval_mode: bool = False  # reference: S stays in train mode (dropout on) while filtering
-    warmup_rounds: int = 0  # plain FedAvg rounds before server steps start (pitfall 15)
+    warmup_rounds: int = nonnegative(0)  # plain FedAvg rounds before server steps start (pitfall 15)
     fedprox_mu: float = 0.01
     fedlc_tau: float = 0.1
     fraction: float = 1.0  # client sampling fraction per round (reference: 1.0)
@@ -155,7 +155,7 @@ class FaultConfig:
     client_timeout_s: float = 0.0  # >0: Stage-2 round deadline per client; a client that has not reported by
     # then is left out of that round's aggregation
     stage1_timeout_s: float = 0.0  # >0: the same per Stage-1 iteration (a late client is left out of routing)
-    fail_prob: float = 0.0  # inject client failures with this probability per client and round (testing)
+    fail_prob: float = probability(0.0)  # inject client failures with this probability per client and round (testing)
     fail_clients: list[str] = field(default_factory=list)  # injected Stage-2 failures "round:client", 1-based
     delay_clients: list[str] = field(default_factory=list)  # injected Stage-2 delays "round:client" (sleep delay_s)
     stage1_fail_clients: list[str] = field(default_factory=list)  # injected Stage-1 failures "iteration:client"

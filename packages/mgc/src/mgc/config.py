@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 from .correspondence import OFFICIAL_STRIDE_RULES
@@ -70,7 +70,7 @@ class ViewConfig:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     min_iou: float = 0.2  # view 2 is re-drawn until box IoU with view 1 exceeds this
     max_tries: int = 1000
-    flip_p: float = 0.5
+    flip_p: float = probability(0.5)
     # per level: [r_row, r_col, lo_row, hi_row, lo_col, hi_col]; null = dense (stride 1)
     stride_rules: list[list[float]] | None = field(default_factory=lambda: [list(r) for r in OFFICIAL_STRIDE_RULES])
 
@@ -84,12 +84,12 @@ class ViewConfig:
 @dataclass
 class AugmentConfig:
     """BYOL-style asymmetric photometric augmentation; pairs are (view 1, view 2)."""
-    jitter_p: float = 0.8
+    jitter_p: float = probability(0.8)
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.2
     hue: float = 0.1
-    gray_p: float = 0.2
+    gray_p: float = probability(0.2)
     blur_p: tuple[float, float] = (1.0, 0.1)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: tuple[float, float] = (0.0, 0.2)
@@ -112,18 +112,18 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    epochs: int = 800
-    steps: int = 0  # > 0 overrides epochs
-    batch_size: int = 256  # total over all processes
-    lr_base: float = 1e-3  # lr = lr_base * batch_size / 256
-    min_lr: float = 1e-6
-    warmup_epochs: float = 10
+    epochs: int = nonnegative(800)
+    steps: int = nonnegative(0)  # > 0 overrides epochs
+    batch_size: int = positive(256)  # total over all processes
+    lr_base: float = positive(1e-3)  # lr = lr_base * batch_size / 256
+    min_lr: float = nonnegative(1e-6)
+    warmup_epochs: float = nonnegative(10)
     warmup_steps: int = -1  # >= 0 overrides warmup_epochs
     weight_decay: float = 0.05
     decay_norm_bias: bool = True  # official: one group, decay on biases/norms/cls too
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float = 3.0  # per parameter tensor; 0 disables
-    momentum: float = 0.996  # m0 of the cosine schedule to 1
+    momentum: float = probability(0.996)  # m0 of the cosine schedule to 1
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -172,11 +172,11 @@ class EvalConfig(RunConfig):
     test: int = 1000  # class-balanced test images
     knn_k: int = 20
     knn_t: float = 0.07
-    probe_epochs: int = 50
+    probe_epochs: int = nonnegative(50)
     pairs: int = 500  # held-out view pairs for dense correspondence retrieval
     pairs_k: int = 10  # top-K level-1 (token) pairs per image
     photometric: bool = True  # render the retrieval views with the training augmentation
-    batch_size: int = 256
+    batch_size: int = positive(256)
 
     def validate(self) -> None:
         if not self.checkpoint:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 __all__ = ["DataConfig", "ModelConfig", "GeneratorConfig", "DiscriminatorConfig", "LossConfig", "OptimConfig",
@@ -93,19 +93,19 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.1  # student SGD
-    momentum: float = 0.9
+    lr: float = positive(0.1)  # student SGD
+    momentum: float = probability(0.9)
     weight_decay: float = 1e-4
-    lr_g: float = 1e-3  # generator and discriminator Adam (one flag in the code)
+    lr_g: float = positive(1e-3)  # generator and discriminator Adam (one flag in the code)
     betas: tuple[float, float] = (0.5, 0.999)
 
 
 @dataclass
 class ScheduleConfig:
-    epochs: int = 200  # one epoch = one pass of the D-real OOD stream
-    batch_size: int = 256
-    kd_steps: int = 5  # student steps per G/D step
-    iters: int = 0  # > 0: total outer iterations instead of epochs * iterations per epoch
+    epochs: int = nonnegative(200)  # one epoch = one pass of the D-real OOD stream
+    batch_size: int = positive(256)
+    kd_steps: int = nonnegative(5)  # student steps per G/D step
+    iters: int = nonnegative(0)  # > 0: total outer iterations instead of epochs * iterations per epoch
     eval_every: int = 0  # outer iterations between evaluations; 0 = once per epoch
     ckpt_every: int = 0  # outer iterations between checkpoints; 0 = at evaluations
     kd_use_ood: bool = True  # concat(synthetic, OOD) in the student step (pitfall 5); false = synthetic only
@@ -138,9 +138,9 @@ class DataFreeConfig:
     oh: float = 1.0
     ie: float = 20.0
     bn: float = 1.0
-    g_steps_per_epoch: int = 200
-    lr_g: float = 1e-3
-    kd_steps: int = 5
+    g_steps_per_epoch: int = nonnegative(200)
+    lr_g: float = positive(1e-3)
+    kd_steps: int = nonnegative(5)
 
 
 @dataclass
@@ -157,12 +157,12 @@ class KDConfig(RunConfig):
     T: float = 5.0  # kd_vanilla.py default (pitfall 12); data-free uses 1
     augment: str = "in_domain"  # in_domain: crop+flip+in-domain norm (kd_vanilla.py) | ood | none
     optimizer: str = "sgd"  # sgd (vanilla/balanced) | adam (data-free, lr 1e-3)
-    lr: float = 0.1
-    momentum: float = 0.9
+    lr: float = positive(0.1)
+    momentum: float = probability(0.9)
     weight_decay: float = 1e-4
-    epochs: int = 200
-    batch_size: int = 128
-    steps: int = 0  # > 0: total student steps instead of epochs
+    epochs: int = nonnegative(200)
+    batch_size: int = positive(128)
+    steps: int = nonnegative(0)  # > 0: total student steps instead of epochs
     eval_every: int = 0
     ckpt_every: int = 0
     amp: bool = True
@@ -186,12 +186,12 @@ class TeacherTrainConfig:
     per_class: int = 0  # > 0: a fixed-seed train pool of this many images per class
     test_per_class: int = 0  # > 0: a fixed-seed test subset
     arch: str = "wrn40_2"
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
+    epochs: int = nonnegative(200)
+    batch_size: int = positive(256)
+    lr: float = positive(0.1)
+    momentum: float = probability(0.9)
     weight_decay: float = 1e-4
-    steps: int = 0  # > 0: total steps instead of epochs
+    steps: int = nonnegative(0)  # > 0: total steps instead of epochs
     augment: bool = True
     norm: str = ""  # stats name; "" = the data set's name
     img_size: int = 32

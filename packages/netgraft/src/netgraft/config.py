@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive
 from tenfold.errors import ConfigError
 
 from .models import VGG16_GRAFT_STUDENT, VGG16_TEACHER
@@ -56,14 +56,15 @@ class Stage1Config:
 @dataclass
 class Stage2Config:
     epochs: list[int] = field(default_factory=lambda: [100, 100])
-    lr: float = 1e-4  # the reference hard-codes 1e-4 here; configurable, not scaled by shots
+    lr: float = positive(1e-4)  # the reference hard-codes 1e-4 here; configurable, not scaled by shots
     select: Literal["last", "best_on_val", "best_on_test"] = "last"  # best_on_test = the reference (leaks test)
 
 
 @dataclass
 class BaselineConfig:
-    lr: float = 3e-4  # Adam lr of the plain few-shot KD / scratch baselines (best of 3e-3, 1e-3, 3e-4 on CIFAR-10)
-    epochs: int = 0  # 0: the same number of epochs as NetGraft's two stages together (equal steps)
+    # Adam lr of the plain few-shot KD / scratch baselines (best of 3e-3, 1e-3, 3e-4 on CIFAR-10)
+    lr: float = positive(3e-4)
+    epochs: int = nonnegative(0)  # 0: the same number of epochs as NetGraft's two stages together (equal steps)
 
 
 @dataclass
@@ -77,7 +78,7 @@ class NetGraftConfig(RunConfig):
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     loss: Literal["normalized_mse", "mse", "kl"] = "normalized_mse"
     kl_temperature: float = 4.0
-    batch_size: int = 0  # 0: int(64 · n/10) (official scaling rule)
+    batch_size: int = nonnegative(0)  # 0: int(64 · n/10) (official scaling rule)
     eval_every: int = 0  # evaluate the test set every N epochs for logging (0: only at the end)
     num_workers: int = 0
     checkpoint_every: int = 10  # epochs between resume checkpoints (and at every phase end); resume stays exact

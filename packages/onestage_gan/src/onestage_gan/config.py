@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 from .losses import LOSSES
@@ -23,11 +23,11 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    lr_g: float = 2e-4
-    lr_d: float = 1.35e-5  # one-stage runs use a smaller D lr than two-stage (reference configs)
+    lr_g: float = positive(2e-4)
+    lr_d: float = positive(1.35e-5)  # one-stage runs use a smaller D lr than two-stage (reference configs)
     betas: tuple[float, float] = (0.5, 0.999)
     milestones: list[int] = field(default_factory=list)  # epochs at which both lrs are multiplied by lr_gamma
-    lr_gamma: float = 0.1
+    lr_gamma: float = positive(0.1)
 
 
 @dataclass
@@ -44,14 +44,15 @@ class KDConfig:
 
     teacher: str | None = None  # plain state_dict with a JSON beside it; None: $TENFOLD_MODELS/cifar10_wrn40_2.pt
     student: str = "wrn16_1"
-    lr_s: float = 0.1
-    lr_g: float = 1e-3
-    momentum: float = 0.9
+    lr_s: float = positive(0.1)
+    lr_g: float = positive(1e-3)
+    momentum: float = probability(0.9)
     weight_decay: float = 5e-4
     zdim: int = 256
     g_width: int = 64
-    iters_per_epoch: int = 50
-    student_steps: int = 1  # two-stage: student steps per generator step (DFAD uses 5; 1 keeps budgets equal)
+    iters_per_epoch: int = nonnegative(50)
+    # two-stage: student steps per generator step (DFAD uses 5; 1 keeps budgets equal)
+    student_steps: int = nonnegative(1)
     eval_limit: int = 0  # size of a fixed random test subset for the final accuracy (0 = all)
 
 
@@ -66,9 +67,9 @@ class OSGANConfig(RunConfig):
     bn_policy: Literal["refuse", "warn", "ignore"] = "refuse"  # asymmetric one-stage with BatchNorm in D
     clip: float = 0.0  # WGAN weight clipping of all D parameters (0.01 in the reference); 0 = off
     gamma_max: float = 1e4
-    batch_size: int = 128
-    epochs: int = 20
-    max_steps: int = 0  # > 0: stop after this many iterations (overrides epochs)
+    batch_size: int = positive(128)
+    epochs: int = nonnegative(20)
+    max_steps: int = nonnegative(0)  # > 0: stop after this many iterations (overrides epochs)
     ckpt_every: int = 500
     log_every: int = 50
     eval_samples: int = 2000  # generated samples for the quality proxy at the end (0 = skip)

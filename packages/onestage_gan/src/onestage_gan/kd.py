@@ -18,6 +18,7 @@ from tenfold.loop import Trainer
 
 from .config import OSGANConfig
 from .gradscale import ScaleSlot, grad_scale
+from .method import _backward, _step
 from .nets import DCGenerator
 from .proxy import _cifar_input
 from .timing import StepTimer
@@ -29,31 +30,36 @@ def dfad_loss(t_logits: torch.Tensor, s_logits: torch.Tensor) -> torch.Tensor:
     return (t_logits - s_logits).abs().mean()
 
 
-def kd_one_stage_step(G, S, T, opt_g, opt_s, z) -> torch.Tensor:
+def kd_one_stage_step(G, S, T, opt_g, opt_s, z, scaler=None) -> torch.Tensor:
+    """scaler: a torch.amp.GradScaler for fp16 on CUDA, else None."""
     opt_g.zero_grad(set_to_none=True)
     opt_s.zero_grad(set_to_none=True)
     x = _cifar_input(grad_scale(G(z), ScaleSlot(-1.0)))  # G ascends, S descends the same loss
     loss = dfad_loss(T(x), S(x))
-    loss.backward()
-    opt_s.step()
-    opt_g.step()
+    _backward(loss, scaler)
+    _step(opt_s, scaler)
+    _step(opt_g, scaler)
+    if scaler is not None:
+        scaler.update()
     return loss.detach()
 
 
-def kd_two_stage_step(G, S, T, opt_g, opt_s, z_s, z_g, student_steps: int = 1) -> torch.Tensor:
+def kd_two_stage_step(G, S, T, opt_g, opt_s, z_s, z_g, student_steps: int = 1, scaler=None) -> torch.Tensor:
     for _ in range(student_steps):
         with torch.no_grad():
             x = _cifar_input(G(z_s))
             t = T(x)
         loss = dfad_loss(t, S(x))
         opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_s.step()
+        _backward(loss, scaler)
+        _step(opt_s, scaler)
     x = _cifar_input(G(z_g))
     loss_g = -dfad_loss(T(x), S(x))
     opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
+    _backward(loss_g, scaler)
+    _step(opt_g, scaler)
+    if scaler is not None:
+        scaler.update()
     return loss.detach()
 
 
@@ -99,15 +105,17 @@ def run_kd(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = No
                       batches=lambda e, s: range(spe - s), batch_size_of=lambda _: cfg.batch_size)
     trainer.maybe_resume(resume)
     timer = StepTimer(device)
+    scaler = runtime.grad_scaler(device, cfg.precision)  # only enabled for fp16 on CUDA
+    scaler = scaler if scaler.is_enabled() else None
 
     def step(_batch, _state):
         b = cfg.batch_size
-        with timer, runtime.autocast(device):
+        with timer, runtime.autocast(device, cfg.precision):
             if cfg.mode == "one":
-                loss = kd_one_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device))
+                loss = kd_one_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device), scaler)
             else:
                 loss = kd_two_stage_step(G, S, T, opt_g, opt_s, torch.randn(b, k.zdim, device=device),
-                                         torch.randn(b, k.zdim, device=device), k.student_steps)
+                                         torch.randn(b, k.zdim, device=device), k.student_steps, scaler)
         sch_s.step()
         sch_g.step()
         return {"loss": loss}

@@ -25,7 +25,7 @@ class GanLoss:
     l_r: Callable[[torch.Tensor], torch.Tensor]  # D's loss on real logits (per sample)
     l_f: Callable[[torch.Tensor], torch.Tensor]  # D's loss on fake logits (per sample)
     l_g: Callable[[torch.Tensor], torch.Tensor]  # G's loss on fake logits (per sample)
-    gamma_fn: Callable[[torch.Tensor], torch.Tensor]
+    gamma_fn: Callable[[torch.Tensor], torch.Tensor]  # ℓ_g'/ℓ_f', or 0 where ℓ_f' = 0 (packed_fake relies on it)
     symmetric: bool
 
     def gamma(self, f: torch.Tensor, gamma_max: float = GAMMA_MAX) -> torch.Tensor:
@@ -42,22 +42,15 @@ class GanLoss:
     def g_loss(self, f_fake: torch.Tensor) -> torch.Tensor:
         return self.l_g(f_fake).mean()
 
-    def gamma_is_ratio(self, f: torch.Tensor, gamma: torch.Tensor, rtol: float = 1e-4) -> torch.Tensor:
-        """Per-sample mask: γ_i equals ℓ_g'(f_i)/ℓ_f'(f_i) (False where γ was substituted: ℓ_f' = 0 → γ = 0, or
-        |γ| clamped at gamma_max). The derivatives come from autograd on the detached (B,) logits: O(B) work."""
-        with torch.enable_grad():
-            f = f.detach().float().requires_grad_(True)
-            (dlf,) = torch.autograd.grad(self.l_f(f).sum(), f)
-            (dlg,) = torch.autograd.grad(self.l_g(f).sum(), f)
-        g = gamma.detach().float()
-        return (dlf != 0) & ((g * dlf - dlg).abs() <= rtol * dlg.abs()) & ((1 - g).abs() > 1e-6)
-
-    def packed_fake(self, f_fake: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    def packed_fake(self, f_fake: torch.Tensor, gamma: torch.Tensor, gamma_max: float = GAMMA_MAX) -> torch.Tensor:
         """The paper's packed fake term per sample, (ℓ_f − ℓ_g)/(1 − γ) with γ detached: its f-derivative is
-        (ℓ_f' − ℓ_g')/(1 − γ) = ℓ_f' only where γ is the true ratio. Where γ was substituted (hinge at f ≤ −1,
-        LSGAN at f = 0: γ = 0; a clamped γ) that identity fails and D would get a wrong gradient (for hinge +1
-        instead of 0), so those samples use ℓ_f itself: D's gradient is exact for every sample."""
-        ok = self.gamma_is_ratio(f_fake, gamma)
+        (ℓ_f' − ℓ_g')/(1 − γ) = ℓ_f' only where γ is the true ratio ℓ_g'/ℓ_f'. Where γ was substituted — 0 where
+        ℓ_f' = 0 (hinge at f ≤ −1, LSGAN at f = 0), ±gamma_max where clamped — that identity fails and D would get
+        a wrong gradient (hinge: +1 instead of 0), so those samples use ℓ_f itself (also exact where γ is truly 0:
+        then ℓ_g' = 0). D's gradient is exact for every sample; G's comes from the scaler as in the simple form.
+        The mask needs no extra autograd pass (so it also runs where backward cannot, e.g. on fake CUDA)."""
+        lim = torch.full_like(gamma, gamma_max)  # the clamp value as rounded in γ's dtype (bf16 under autocast)
+        ok = (gamma != 0) & (gamma.abs() < lim) & ((1 - gamma).abs() > 1e-6)
         denom = torch.where(ok, 1 - gamma, torch.ones_like(gamma))
         return torch.where(ok, (self.l_f(f_fake) - self.l_g(f_fake)) / denom, self.l_f(f_fake))
 

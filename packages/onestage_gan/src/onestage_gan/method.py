@@ -52,17 +52,26 @@ def _d_logits(D, x_real, fake, d_forward):
     return D(x_real), D(fake)
 
 
-def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: str, gamma_max: float):
+def _backward(loss_value, scaler):
+    # fp16 on CUDA needs loss scaling (runtime.grad_scaler); γ scales the scaled gradient linearly, so it composes
+    (scaler.scale(loss_value) if scaler is not None else loss_value).backward()
+
+
+def _step(opt, scaler):
+    scaler.step(opt) if scaler is not None else opt.step()
+
+
+def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: str, gamma_max: float, scaler=None):
     slot = ScaleSlot()
     fake = G(z)
     f_real, f_fake = _d_logits(D, x_real, grad_scale(fake, slot), d_forward)
     gamma = loss.gamma(f_fake, gamma_max)
     slot.value = gamma
     if form == "packed":  # the paper's presentation: same gradients as L_D (tested for every loss)
-        l_total = loss.l_r(f_real).mean() + loss.packed_fake(f_fake, gamma).mean()
+        l_total = loss.l_r(f_real).mean() + loss.packed_fake(f_fake, gamma, gamma_max).mean()
     else:
         l_total = loss.d_loss(f_real, f_fake)
-    l_total.backward()
+    _backward(l_total, scaler)
     with torch.no_grad():
         return StepResult(loss.d_loss(f_real, f_fake).detach(), loss.g_loss(f_fake).detach())
 
@@ -74,32 +83,39 @@ def clip_(D: nn.Module, c: float) -> None:
 
 
 def one_stage_step(G, D, opt_G, opt_D, x_real, z, loss: GanLoss, d_forward: str = "separate",
-                   form: str = "simple", clip: float | None = None, gamma_max: float = 1e4) -> StepResult:
-    """One forward of G, D on real and (scaled) fake, one backward, both optimizers step."""
+                   form: str = "simple", clip: float | None = None, gamma_max: float = 1e4,
+                   scaler=None) -> StepResult:
+    """One forward of G, D on real and (scaled) fake, one backward, both optimizers step. scaler: a
+    torch.amp.GradScaler (fp16) or None."""
     opt_D.zero_grad(set_to_none=True)
     opt_G.zero_grad(set_to_none=True)  # both zeroed BEFORE the single backward (pitfall 6)
-    res = _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max)
-    opt_D.step()
-    opt_G.step()
+    res = _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max, scaler)
+    _step(opt_D, scaler)
+    _step(opt_G, scaler)
+    if scaler is not None:
+        scaler.update()
     if clip:
         clip_(D, clip)
     return res
 
 
-def two_stage_step(G, D, opt_G, opt_D, x_real, z_d, z_g, loss: GanLoss, clip: float | None = None) -> StepResult:
+def two_stage_step(G, D, opt_G, opt_D, x_real, z_d, z_g, loss: GanLoss, clip: float | None = None,
+                   scaler=None) -> StepResult:
     """The alternating baseline: D step on a detached fake, then a G step with fresh z through the updated D."""
     with torch.no_grad():
         fake = G(z_d)
     loss_d = loss.d_loss(D(x_real), D(fake))
     opt_D.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_D.step()
+    _backward(loss_d, scaler)
+    _step(opt_D, scaler)
     if clip:
         clip_(D, clip)
     loss_g = loss.g_loss(D(G(z_g)))
     opt_G.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_G.step()
+    _backward(loss_g, scaler)
+    _step(opt_G, scaler)
+    if scaler is not None:
+        scaler.update()
     return StepResult(loss_d.detach(), loss_g.detach())
 
 

@@ -47,8 +47,10 @@ def _cifar_input(x):
     x = (x + 1) / 2
     if x.shape[-1] != 32:
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-    m = torch.tensor(transforms.CIFAR10_MEAN).view(1, 3, 1, 1)
-    s = torch.tensor(transforms.CIFAR10_STD).view(1, 3, 1, 1)
+    # on x's device and dtype: built on the CPU they broke every data-free KD step on CUDA (issue #17)
+    dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 constants would round 0.4914 to 0.4922
+    m = torch.tensor(transforms.CIFAR10_MEAN, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+    s = torch.tensor(transforms.CIFAR10_STD, device=x.device, dtype=dtype).view(1, 3, 1, 1)
     return (x - m) / s
 
 

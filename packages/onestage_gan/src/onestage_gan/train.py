@@ -69,17 +69,19 @@ def run_gan(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = N
     zshape = lambda b: (b, cfg.model.zdim)  # noqa: E731
     clip = cfg.clip or None
     timer = StepTimer(device)
+    scaler = runtime.grad_scaler(device, cfg.precision)  # only enabled for fp16 on CUDA
+    scaler = scaler if scaler.is_enabled() else None
 
     def step(batch, _state):
         x = batch[0].to(device, non_blocking=True)
         b = x.shape[0]
-        with timer, runtime.autocast(device):
+        with timer, runtime.autocast(device, cfg.precision):  # fp32 = the paper's speed setting; CPU: always fp32
             if cfg.mode == "one":
                 r = one_stage_step(G, D, opt_g, opt_d, x, torch.randn(zshape(b), device=device), loss,
-                                   cfg.d_forward, cfg.form, clip, cfg.gamma_max)
+                                   cfg.d_forward, cfg.form, clip, cfg.gamma_max, scaler)
             else:
                 r = two_stage_step(G, D, opt_g, opt_d, x, torch.randn(zshape(b), device=device),
-                                   torch.randn(zshape(b), device=device), loss, clip)
+                                   torch.randn(zshape(b), device=device), loss, clip, scaler)
         sch_g.step()
         sch_d.step()
         return {"loss": r.loss_d, "loss_g": r.loss_g}

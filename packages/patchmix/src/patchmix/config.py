@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenfold.config import RunConfig
+from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 __all__ = ["ModelConfig", "MixConfig", "LossConfig", "AugConfig", "DataConfig", "OptimConfig", "MonitorConfig",
@@ -41,7 +41,7 @@ class ModelConfig:
 @dataclass
 class MixConfig:
     mix_num: list[int] = field(default_factory=lambda: [2])  # m; a list draws one m per step
-    mix_p: float = 1.0  # probability that a step mixes (0: identity mixing, one-hot targets)
+    mix_p: float = probability(1.0)  # probability that a step mixes (0: identity mixing, one-hot targets)
     patch_size: list[int] = field(default_factory=list)  # mix patch size(s); empty: the ViT patch size
     scope: Literal["local", "global"] = "local"  # DDP: mix within each device's batch (reference) or all-gathered
     smoothing: float = 0.0  # label smoothing eps of the soft targets
@@ -62,7 +62,7 @@ class LossConfig:
     objective: Literal["patchmix", "src_only", "mocov3"] = "patchmix"
     temp: float = 0.2
     warmup_temp: float = 0.2  # linear warmup_temp -> temp over warmup_temp_epochs (constant by default)
-    warmup_temp_epochs: float = 30
+    warmup_temp_epochs: float = nonnegative(30)
     w_src: float = 1.0
     w_m2o: float = 0.5
     w_m2m: float = 0.5
@@ -88,12 +88,12 @@ class AugConfig:
     local_size: int = 96
     local_scale: tuple[float, float] = (0.05, 0.35)
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
-    jitter_p: float = 0.8
-    gray_p: float = 0.2
+    jitter_p: float = probability(0.8)
+    gray_p: float = probability(0.2)
     blur_p: tuple[float, float] = (1.0, 0.1)  # view 1, view 2
-    local_blur_p: float = 0.5
+    local_blur_p: float = probability(0.5)
     solarize_p: tuple[float, float] = (0.0, 0.2)
-    flip_p: float = 0.5
+    flip_p: float = probability(0.5)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet statistics, also for CIFAR
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -120,16 +120,16 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    epochs: float = 300
-    steps: int = 0  # >0: total optimizer steps (overrides epochs)
-    warmup_epochs: float = 10
-    batch_size: int = 1024  # global batch; per device = batch_size / world size
-    base_lr: float = 5e-4  # lr_eff = base_lr * global_batch / 256
-    min_lr: float = 1e-6
+    epochs: float = nonnegative(300)
+    steps: int = nonnegative(0)  # >0: total optimizer steps (overrides epochs)
+    warmup_epochs: float = nonnegative(10)
+    batch_size: int = positive(1024)  # global batch; per device = batch_size / world size
+    base_lr: float = positive(5e-4)  # lr_eff = base_lr * global_batch / 256
+    min_lr: float = nonnegative(1e-6)
     weight_decay: float = 0.04  # cosine wd -> wd_end per iteration, group 0 only
     weight_decay_end: float = 0.4
     betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.996  # EMA mu0 -> 1 (cosine)
+    momentum: float = probability(0.996)  # EMA mu0 -> 1 (cosine)
     faithful_momentum_per_epoch: bool = False  # reference quirk Q1: mu changes once per epoch
 
     def validate(self):
@@ -176,16 +176,16 @@ class PretrainConfig(RunConfig):
 class KnnConfig:
     k: list[int] = field(default_factory=lambda: [10, 20, 100, 200])
     t: float = 0.07
-    batch_size: int = 256
+    batch_size: int = positive(256)
     faithful_random_head: bool = False  # reference quirk Q3: kNN on a random Linear(D, 1000) of the CLS
 
 
 @dataclass
 class LinearConfig:
-    epochs: int = 100
-    base_lr: float = 0.02  # lr = base_lr * batch / 256 (ViT-S 0.02, ViT-T 0.05, ViT-B 0.01)
-    batch_size: int = 256
-    momentum: float = 0.9  # Nesterov SGD, weight decay 0, cosine per epoch
+    epochs: int = nonnegative(100)
+    base_lr: float = positive(0.02)  # lr = base_lr * batch / 256 (ViT-S 0.02, ViT-T 0.05, ViT-B 0.01)
+    batch_size: int = positive(256)
+    momentum: float = probability(0.9)  # Nesterov SGD, weight decay 0, cosine per epoch
     weight_decay: float = 0.0
     scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop + flip on the train split
     augment: bool = True  # false: precompute frozen features once (fast, no augmentation)
@@ -193,20 +193,20 @@ class LinearConfig:
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 100
-    base_lr: float = 5e-4  # lr = base_lr * batch / 256 (ViT-T: 1e-3)
-    batch_size: int = 256
-    warmup_epochs: float = 10
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-5
+    epochs: int = nonnegative(100)
+    base_lr: float = positive(5e-4)  # lr = base_lr * batch / 256 (ViT-T: 1e-3)
+    batch_size: int = positive(256)
+    warmup_epochs: float = nonnegative(10)
+    warmup_lr: float = nonnegative(1e-6)
+    min_lr: float = nonnegative(1e-5)
     weight_decay: float = 0.05
     layer_decay: float = 0.75
     drop_path: float = 0.1
     smoothing: float = 0.1
     mixup: float = 0.8
     cutmix: float = 1.0
-    mix_prob: float = 1.0
-    switch_prob: float = 0.5
+    mix_prob: float = probability(1.0)
+    switch_prob: float = probability(0.5)
     random_crop_pad: int = 4  # CIFAR: RandomCrop(32, padding=4) + flip; 0: RandomResizedCrop(0.08, 1)
 
 
