@@ -19,7 +19,8 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["RunConfig", "load", "read_yaml", "from_dict", "to_dict", "flat_defaults", "save", "apply_overrides"]
+__all__ = ["RunConfig", "bounded", "positive", "nonnegative", "probability", "load", "read_yaml", "from_dict",
+           "to_dict", "flat_defaults", "save", "apply_overrides"]
 
 
 @dataclasses.dataclass
@@ -133,10 +134,44 @@ def from_dict(cls, data: dict, prefix: str = ""):
         if k not in fields:
             raise _unknown(str(k), list(fields), prefix)
         kwargs[k] = _coerce(v, hints[k], prefix + k)
+        _check_range(kwargs[k], fields[k].metadata.get("range"), prefix + k)
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate()
     return obj
+
+
+def bounded(default, *, gt=None, ge=None, le=None, lt=None):
+    """A dataclass field whose value must lie in a range, declared beside the field and checked by from_dict:
+    `lr: float = bounded(0.1, gt=0)`, `p: float = bounded(0.5, ge=0, le=1)`, `steps: int = bounded(0, ge=0)`."""
+    return dataclasses.field(default=default, metadata={"range": (gt, ge, le, lt)})
+
+
+def positive(default):
+    """> 0 (learning rates, batch sizes, rounds)."""
+    return bounded(default, gt=0)
+
+
+def nonnegative(default):
+    """>= 0 (step and epoch counts where 0 means 'derive it')."""
+    return bounded(default, ge=0)
+
+
+def probability(default):
+    """In [0, 1]."""
+    return bounded(default, ge=0, le=1)
+
+
+def _check_range(value, rng, key: str) -> None:
+    if rng is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    gt, ge, le, lt = rng
+    bad = ((gt is not None and not value > gt) or (ge is not None and not value >= ge)
+           or (le is not None and not value <= le) or (lt is not None and not value < lt))
+    if bad:
+        lo = f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else ""
+        hi = f"<= {le}" if le is not None else f"< {lt}" if lt is not None else ""
+        raise ConfigError(f"{key}: must be {' and '.join(x for x in (lo, hi) if x)}, got {value}")
 
 
 def to_dict(cfg) -> dict:
