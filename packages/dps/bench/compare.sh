@@ -22,7 +22,7 @@ for g in $GRAPHS; do
     if [ -f "$OUT/$g/$arm/summary.json" ] && grep -q test_auc_mean "$OUT/$g/$arm/summary.json"; then continue; fi
     echo "== $g / $arm"
     dps-train --config configs/cpu-proof.yaml --model "$model" "data.name=$g" "train.seeds=[0,1,2]" "${extra[@]}" \
-      --out "$OUT/$g/$arm" --resume > "$OUT.$g.$arm.log" 2>&1 || { tail -3 "$OUT.$g.$arm.log"; exit 1; }
+      --out "$OUT/$g/$arm" --resume-if-exists > "$OUT.$g.$arm.log" 2>&1 || { tail -3 "$OUT.$g.$arm.log"; exit 1; }
     tail -1 "$OUT.$g.$arm.log"
   done
 done

@@ -161,12 +161,12 @@ def test_node_task_on_frozen_encoder(tmp_path, capsys):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys, monkeypatch):
-    from dps import train as train_mod
+    from dps import pipeline as pipeline_mod
 
     run = tmp_path / "run"
     assert call(capsys, "train_main", "--out", str(run), *TINY, "model.name=tgat", "train.epochs=1").returncode == 0
     good = (run / "last.pt").read_bytes()
-    monkeypatch.setattr(train_mod, "bce_loss", lambda p, n: (p.sum() + n.sum()) * float("nan"))
+    monkeypatch.setattr(pipeline_mod, "bce_loss", lambda p, n: (p.sum() + n.sum()) * float("nan"))
     line = one_error_line(call(capsys, "train_main", "--out", str(run), *TINY, "model.name=tgat",
                                "train.epochs=2", "--resume"))
     assert "loss became nan" in line and "last good checkpoint" in line

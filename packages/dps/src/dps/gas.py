@@ -19,8 +19,8 @@ from .model import LinkModel, TemporalEncoder
 from .samplers import TableSampler, UniformSampler
 from .tcsr import TemporalCSR
 
-__all__ = ["build_gas_model", "pretrain_gas", "FullHistorySampler", "gumbel_finetune", "gas_logits",
-           "GASScorer", "LazyGASSampler", "gas_sampler", "gas_precompute_cost", "precompute_topk"]
+__all__ = ["build_gas_model", "pretrain_gas", "FullHistorySampler", "finetune_backward", "gumbel_finetune",
+           "gas_logits", "GASScorer", "LazyGASSampler", "gas_sampler", "gas_precompute_cost", "precompute_topk"]
 
 
 def build_gas_model(num_nodes: int, dim: int, num_edges: int, edge_feat=None, dropout: float = 0.1,
@@ -66,9 +66,35 @@ class FullHistorySampler:
         return self.csr.gather(pos, valid)
 
 
+def finetune_backward(model: LinkModel, sampler: FullHistorySampler, src, dst, neg, t, chunk: int) -> torch.Tensor:
+    """Backward of Σ_events BCE(pos) + BCE(neg) over full histories, in chunks of events whose 3 roots × history
+    window hold ≤ `chunk` entries. The gradient of a sum is the sum of its chunks' gradients, so this is the
+    unchunked result while activation memory is O(chunk · d_m) — O(batch × cap) with `finetune_max_history` —
+    instead of [3 × batch, max degree, d_m] (≈ 60 GB at Reddit's max degree). A batch that fits runs as one
+    chunk in event order (bitwise the reference computation, same random numbers)."""
+    r = sampler.csr.prefix_len(torch.cat([src, dst, neg]), torch.cat([t, t, t])).view(3, -1).amax(0)
+    w = r if sampler.max_len is None else torch.clamp(r, max=sampler.max_len)
+    w_host = torch.clamp(w, min=1).cpu().numpy()
+    if 3 * src.numel() * int(w_host.max()) <= chunk:
+        plan = [torch.arange(src.numel(), device=src.device)]
+    else:
+        order, chunks = _plan(w_host, 3, chunk)
+        order = torch.from_numpy(order).to(src.device)
+        plan = [order[a:e] for a, e, _ in chunks]
+    total = torch.zeros((), device=src.device)
+    for idx in plan:
+        pos_l, neg_l = model(src[idx], dst[idx], neg[idx], t[idx], [sampler])
+        loss = (F.binary_cross_entropy_with_logits(pos_l, torch.ones_like(pos_l), reduction="sum")
+                + F.binary_cross_entropy_with_logits(neg_l, torch.zeros_like(neg_l), reduction="sum"))
+        loss.backward()
+        total = total + loss.detach()
+    return total
+
+
 def gumbel_finetune(model: LinkModel, csr: TemporalCSR, train, dst_pool: torch.Tensor, cfg, log=print):
     """Phase 2 (1 epoch): attention weights = softmax((ℓ + g)/τ_g) over the full history; per-event
-    BCE(pos) + BCE(neg) summed over a batch, one Adam step (lr 5e-7 by default) per batch; τ_g annealed."""
+    BCE(pos) + BCE(neg) summed over a batch, one Adam step (lr 5e-7 by default) per batch; τ_g annealed.
+    Memory is bounded by `cfg.finetune_chunk` (see `finetune_backward`)."""
     sampler = FullHistorySampler(csr, cfg.finetune_max_history)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.finetune_lr)
     attn = model.encoder.attn[0][0]
@@ -79,11 +105,8 @@ def gumbel_finetune(model: LinkModel, csr: TemporalCSR, train, dst_pool: torch.T
         b = slice(s, s + cfg.batch_size)
         neg = dst_pool[torch.randint(dst_pool.numel(), (src[b].numel(),), device=dst_pool.device)]
         attn.gumbel_tau = cfg.first_batch_temp if (k == 0 and cfg.first_batch_temp is not None) else tau
-        pos_l, neg_l = model(src[b], dst[b], neg, t[b], [sampler])
-        loss = (F.binary_cross_entropy_with_logits(pos_l, torch.ones_like(pos_l), reduction="sum")
-                + F.binary_cross_entropy_with_logits(neg_l, torch.zeros_like(neg_l), reduction="sum"))
         opt.zero_grad()
-        loss.backward()
+        finetune_backward(model, sampler, src[b], dst[b], neg, t[b], cfg.finetune_chunk)
         opt.step()
         tau = anneal_temp(tau, k, cfg.anneal_rate, cfg.temp_min)
     attn.gumbel_tau = None

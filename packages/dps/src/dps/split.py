@@ -136,13 +136,19 @@ def eval_negatives(src, dst, mask, candidates: torch.Tensor, strategy: str = "ra
                     neg[i] = p[rng.randint(p.size)]
         return torch.from_numpy(neg)
     if strategy == "inductive":
-        seen_pairs = set(zip(ts.tolist(), td.tolist()))
-        new_dst = np.unique(np.array([y for x, y in zip(s.tolist(), d.tolist()) if (x, y) not in seen_pairs]
-                                     or [0]))
+        # destinations of evaluation edges whose (src, dst) pair never occurs in training; vectorised, and the
+        # draws are the same as one randint per event over "new_dst without the positive" (same RNG stream)
+        m = int(max(src.max(), dst.max())) + 1
+        seen = np.unique(ts.astype(np.int64) * m + td)
+        fresh = ~np.isin(s.astype(np.int64) * m + d, seen)
+        new_dst = np.unique(d[fresh])
         new_dst = new_dst[new_dst > 0]
-        for i in range(len(d)):
-            p = new_dst[new_dst != d[i]]
-            if p.size:
-                neg[i] = p[rng.randint(p.size)]
+        if new_dst.size:
+            q = np.searchsorted(new_dst, d)
+            has = new_dst[np.minimum(q, new_dst.size - 1)] == d  # the positive is among them: one fewer choice
+            high = new_dst.size - has
+            ok = high > 0
+            idx = rng.randint(0, high[ok])
+            neg[ok] = new_dst[idx + (has[ok] & (idx >= q[ok]))]
         return torch.from_numpy(neg)
     raise ValueError(f"unknown negative strategy {strategy!r} (random, historical, inductive)")
