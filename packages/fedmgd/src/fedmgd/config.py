@@ -181,7 +181,8 @@ class FedMGDConfig(RunConfig):
     faults: FaultConfig = field(default_factory=FaultConfig)
     legacy_index_folding: bool = False  # reference loader bug (§5 quirk 0); default reads i mod n_k
     tf32: bool = True  # CUDA matmul/conv in TF32
-    amp: bool = True  # bf16 autocast on CUDA in Stage 2 (Stage 1 stays fp32/TF32: R1's double backward); no-op on CPU
+    # `precision` (RunConfig: bf16 | fp16 | fp32) is the autocast of Stage 2 on CUDA (client steps and server steps;
+    # fp16 with loss scaling). Stage 1 always runs fp32/TF32: R1's double backward and BCE on probabilities.
 
     def validate(self):
         if self.data.dataset not in DATASETS:

@@ -103,7 +103,7 @@ def filter_mask(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def server_enhance_step(S: nn.Module, opt: torch.optim.Optimizer, G: nn.Module, n_classes: int, gen_batch: int,
                         n_z: int, device: torch.device, use_filter: bool = True,
-                        filter_eval_mode: bool = False) -> dict:
+                        filter_eval_mode: bool = False, scaler=None) -> dict:
     """One server step (§2.5 step 2): sample (z, y), x = G(z, y) under no_grad with G in eval mode,
     keep what the *current* S labels as y, and take an Adam step on CE(S(x_keep), y_keep) if > 1 kept."""
     G.eval()
@@ -124,8 +124,13 @@ def server_enhance_step(S: nn.Module, opt: torch.optim.Optimizer, G: nn.Module, 
         return {"kept": n_keep, "loss": None, "stepped": False}
     loss = F.cross_entropy(S(x[keep]).float(), y[keep])
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if scaler is not None:  # fp16 loss scaling (a disabled scaler passes the loss and the step through)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
     return {"kept": n_keep, "loss": loss.detach(), "stepped": True}
 
 

@@ -131,7 +131,7 @@ class Stage1:
                 graph = None
             C.train()
             return {"score": realistic_scores(d_k, c_k, y_fake), "graph": graph, "snap": snap,
-                    "lc": float(loss_c.detach()), "ld": float(loss_d.detach())}
+                    "lc": loss_c.detach(), "ld": loss_d.detach()}  # device tensors: one host read per iteration
 
     def _client_grad(self, guard, k: int, res: dict, fake, y_fake, mask) -> tuple[torch.Tensor, float]:
         """dL_G-share/dx_hat from client k, for the samples routed to it (normalised by the full batch)."""
@@ -140,7 +140,7 @@ class Stage1:
                 x_in, d_k, c_k = res["graph"]
                 share = client_generator_loss(d_k, c_k, y_fake, mask, self.batch)
                 (gx,) = torch.autograd.grad(share, x_in)  # only x_hat's gradient leaves the client
-                return gx, float(share.detach())
+                return gx, share.detach()
             D, C = self.D[k], self.C[k]
             after = self.streams.snapshot()
             self.streams.restore(res["snap"])  # the score pass's dropout mask, drawn again
@@ -157,7 +157,7 @@ class Stage1:
                      + F.cross_entropy(c_k[idx], y_fake[idx], reduction="sum")) / self.batch
             gc, gd = torch.autograd.grad(share, (x_c, x_d))
             gc[idx] += gd
-            return gc, float(share.detach())
+            return gc, share.detach()
 
     def _dropped(self, t: int, k: int, e: Exception) -> None:
         if type(e).__name__ == "NonFiniteLossError":
@@ -192,15 +192,16 @@ class Stage1:
         n_present = int(present.sum())
         all_scores = comm.stack({k: r["score"] for k, r in res.items()}, torch.zeros(self.batch, device=self.device))
         all_scores = all_scores.masked_fill(~present.unsqueeze(1), float("-inf"))
-        lc = comm.sum_float(sum(r["lc"] for r in res.values()))
-        ld = comm.sum_float(sum(r["ld"] for r in res.values()))
+        zero = torch.zeros((), device=self.device)
+        lc = comm.sum_float(float(sum((r["lc"] for r in res.values()), zero)))
+        ld = comm.sum_float(float(sum((r["ld"] for r in res.values()), zero)))
         assert_finite(lc + ld, t)  # a NaN D/C would otherwise surface only as unroutable scores
         out = {"loss_G": None, "loss_C": lc / max(n_present, 1), "loss_D": ld / max(n_present, 1), "lr_mult": m,
                "epoch": epoch, "clients_absent": comm.num_clients - n_present}
         if n_present == 0:
             return out  # nobody answered: no generator step this iteration
         k_star = route(all_scores)
-        grads, lg = {}, 0.0
+        grads, lg = {}, zero
         for k, r in res.items():
             mask = k_star == k
             if not bool(mask.any()):
@@ -217,7 +218,7 @@ class Stage1:
         self.opt_G.zero_grad(set_to_none=True)
         x_fake.backward(grad_x)
         self.opt_G.step()
-        lg = comm.sum_float(lg)
+        lg = comm.sum_float(float(lg))
         assert_finite(lg, t)
         k_cpu = k_star.cpu()
         self.route_counts.index_put_((k_cpu, y_fake.cpu()), torch.ones_like(k_cpu), accumulate=True)

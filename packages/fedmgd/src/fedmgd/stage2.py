@@ -9,7 +9,7 @@ import time
 import torch
 import torch.nn.functional as F
 from tenfold.loop import assert_finite
-from tenfold.runtime import autocast
+from tenfold.runtime import autocast, grad_scaler
 
 from .engine import Comm, Streams, stream_seed
 from .faults import ClientFailure, Guard, call_with_deadline, parse_events
@@ -32,13 +32,20 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 128, prep=Non
     stored (uint8) chunk to the model's input."""
     if len(y) == 0:
         return float("nan")
+    return int(correct_count(model, x, y, batch, prep)) / len(y)
+
+
+@torch.no_grad()
+def correct_count(model, x: torch.Tensor, y: torch.Tensor, batch: int = 128, prep=None) -> torch.Tensor:
+    """Number of top-1 hits as a device tensor (the caller reads it once, not once per batch)."""
     was = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
     for i in range(0, len(y), batch):
         xb = x[i:i + batch]
-        correct += int((model(prep(xb) if prep is not None else xb).argmax(1) == y[i:i + batch]).sum())
+        correct += (model(prep(xb) if prep is not None else xb).argmax(1) == y[i:i + batch]).sum()
     model.train(was)
+    return correct
     return correct / len(y)
 
 
@@ -59,6 +66,8 @@ class Stage2:
                 p.requires_grad_(False)
         self.work = copy.deepcopy(self.S)
         self.opt_S = self._new_server_opt()
+        # loss scaling for fp16 on CUDA (disabled, i.e. the identity, for bf16 / fp32 and on the CPU)
+        self.scaler, self.server_scaler = grad_scaler(device, cfg.precision), grad_scaler(device, cfg.precision)
         self.client_w = dict(client_init or {})  # start weights for the next round (round 1 with init=stage1, Local)
         if self.method == "local":
             for k in comm.local:
@@ -123,6 +132,17 @@ class Stage2:
         return evaluate(model, self.fed.local_test_u8[k], self.fed.local_test_y[k], self.f.eval_batch,
                         self.fed.to_float)
 
+    def local_loss(self, W, xb: torch.Tensor, yb: torch.Tensor, counts=None, anchor=None) -> torch.Tensor:
+        """The client objective of the configured method on one batch (CE; FedLC calibration; FedProx term)."""
+        with autocast(self.device, self.cfg.precision):
+            logits = W(xb).float()
+        if counts is not None:
+            logits = fedlc_logits(logits, counts, self.f.fedlc_tau)
+        loss = F.cross_entropy(logits, yb)
+        if anchor is not None:
+            loss = loss + fedprox_term(W.parameters(), anchor, self.f.fedprox_mu)
+        return loss
+
     def _train_client(self, rnd: int, k: int, evaluate_now: bool = False, guard: Guard | None = None) -> dict:
         """Client k's local work in round rnd, on its own RNG stream; `guard` lets the server cut it off at a
         step boundary when its deadline passes (see faults.py)."""
@@ -146,26 +166,21 @@ class Stage2:
         w_start = [p.detach().clone() for p in W.parameters()] if self.method == "scaffold" else None
         counts = self.fed.class_counts(k).to(self.device) if self.method == "fedlc" else None
         fail = self._fail_now(rnd, k)
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=self.device)
         for s in range(self.steps):
             guard.check()
             if fail and s == min(1, self.steps - 1):
                 raise ClientFailure(f"injected failure of client {k} in round {rnd + 1}")
-            r = self._rows(rnd * self.steps + s, k)
-            xb, yb = self.fed.batch(k, r)
-            with autocast(self.device, self.cfg.amp):
-                logits = W(xb).float()
-            if counts is not None:
-                logits = fedlc_logits(logits, counts, f.fedlc_tau)
-            loss = F.cross_entropy(logits, yb)
-            if anchor is not None:
-                loss = loss + fedprox_term(W.parameters(), anchor, f.fedprox_mu)
+            xb, yb = self.fed.batch(k, self._rows(rnd * self.steps + s, k))
+            loss = self.local_loss(W, xb, yb, counts, anchor)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            self.scaler.scale(loss).backward()  # the scaler is a pass-through except for fp16 on CUDA
+            self.scaler.step(opt)
+            self.scaler.update()
             if self.method == "scaffold":
                 scaffold_correct(_params(W), self.c_global, self.c_local[k], f.lr)
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()
+        loss_sum = float(loss_sum)  # one host read per client and round
         assert_finite(loss_sum, rnd)
         out = {"loss": loss_sum / max(self.steps, 1), "opt": opt.state_dict()}
         if evaluate_now:  # this client's own updated model on its own local test split (before aggregation)
@@ -262,10 +277,11 @@ class Stage2:
         if self.f.server_optim_state == "reset":  # a fresh Adam every round (the reference persists it)
             self.opt_S = self._new_server_opt()
         kept, steps, losses = 0, 0, []
-        with self.streams.use("server"), autocast(self.device, self.cfg.amp):
+        with self.streams.use("server"), autocast(self.device, self.cfg.precision):
             for _ in range(self.f.server_steps):
                 out = server_enhance_step(self.S, self.opt_S, self.G, self.fed.num_classes, self.f.gen_batch,
-                                          self.cfg.model.n_z, self.device, self.f.filter, self.f.filter_eval_mode)
+                                          self.cfg.model.n_z, self.device, self.f.filter, self.f.filter_eval_mode,
+                                          self.server_scaler)
                 kept += out["kept"]
                 steps += int(out["stepped"])
                 if out["loss"] is not None:
