@@ -28,9 +28,12 @@ def zoo_dir(cfg: DeparaConfig) -> Path:
     return Path(cfg.zoo_dir or cfg.out)
 
 
-def amp_for(device: torch.device | str):
+def amp_for(device: torch.device | str, precision: str = "bf16"):
+    """The autocast factory the extraction/training code calls per batch: None for fp32 and off CUDA."""
     device = torch.device(device)
-    return (lambda: runtime.autocast(device)) if device.type == "cuda" else None
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    return lambda: runtime.autocast(device, precision)
 
 
 def _pool_kind(task: str, cfg: DeparaConfig) -> str:
@@ -83,7 +86,8 @@ def train_zoo(cfg: DeparaConfig, device: torch.device, resume: bool = False, poo
         model = train_task_model(out / "runs" / task, x, y, TASKS[task].num_classes, arch=cfg.zoo.arch,
                                  width=cfg.zoo.width, epochs=cfg.zoo.epochs, batch_size=cfg.zoo.batch_size,
                                  lr=cfg.zoo.lr, seed=cfg.seed * 1000 + i, device=device,
-                                 resume="auto" if resume else None, amp=amp_for(device), config=cfg)
+                                 resume="auto" if resume else None, amp=amp_for(device, cfg.precision),
+                                 config=cfg)
         meta = {"task": task, "arch": cfg.zoo.arch, "width": cfg.zoo.width, "num_classes": TASKS[task].num_classes,
                 "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD),
                 "about": TASKS[task].about, "n_train": int(len(y)), "train_s": round(time.time() - t0, 2)}
@@ -130,7 +134,7 @@ def measure_transfer(cfg: DeparaConfig, models: dict, device, pools: _Pools | No
         models = dict(models, random_init=(floor, {"arch": arch_model[1]["arch"]}))
     feats: dict = {}
     acc = np.full((len(targets), len(models)), np.nan)
-    amp = amp_for(device)
+    amp = amp_for(device, cfg.precision)
     sizes = {"transfer": cfg.data.n_transfer, "test": cfg.data.n_test}
     for ti, t in enumerate(progress(targets, desc="transfer")):
         kind, transform = _pool_kind(t, cfg), TASKS[t].transform
@@ -220,12 +224,13 @@ def model_graphs(cfg: DeparaConfig, models: dict, probes: torch.Tensor, device, 
     representation and every graph option (`graph_key`): a changed model, probe set or option is recomputed,
     and a stale graph is never read (a zoo's graphs/ may be shared by depara-score and depara-select)."""
     graphs = {}
-    amp = amp_for(device)
+    amp = amp_for(device, cfg.precision)
     for name, (model, meta) in progress(list(models.items()), desc="graphs"):
         x = preprocess(raw, *_stats(cfg, meta)) if raw is not None else probes
         tap = meta.get("tap", "")
         key = graph_key(weights_digest(model), x, cfg.graph,
-                        {"tap": tap, "device": torch.device(device).type, "amp": amp is not None})
+                        {"tap": tap, "device": torch.device(device).type, "amp": amp is not None,
+                         **({"precision": cfg.precision} if amp is not None else {})})
         path = cache_dir / f"{name}-{key[:20]}.pt" if cache_dir is not None else None
         if path is not None and path.is_file():
             g = load_graph(path)
