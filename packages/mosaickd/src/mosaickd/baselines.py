@@ -13,7 +13,7 @@ import torch
 from tenfold.data import data_root
 from tenfold.errors import ConfigError
 from tenfold.loop import Trainer, assert_finite
-from tenfold.runtime import autocast
+from tenfold.runtime import autocast, grad_scaler
 from torch import nn
 
 from .common import (
@@ -29,7 +29,7 @@ from .common import (
 )
 from .config import KDConfig
 from .data import DATA_SEED, BatchStream
-from .game import cosine, frozen
+from .game import cosine, frozen, optimize
 from .method import BNStatsHook, datafree_generator_loss, student_kd_loss
 from .nets import UpsampleGenerator, build_classifier
 
@@ -52,41 +52,39 @@ class DataFreeGame:
 
     def __init__(self, generator: nn.Module, student: nn.Module, teacher: nn.Module, normalizer: nn.Module,
                  opt_s, *, adv=1.0, oh=1.0, ie=20.0, bn=1.0, lr_g=1e-3, kd_steps=5, tau=1.0, device="cpu",
-                 amp=True):
+                 precision="bf16"):
         self.G, self.S, self.T, self.norm = generator, student, teacher.eval().requires_grad_(False), normalizer
         self.w = {"adv": adv, "oh": oh, "ie": ie, "bn": bn}
-        self.kd_steps, self.tau, self.device, self.amp = kd_steps, tau, torch.device(device), amp
+        self.kd_steps, self.tau, self.device, self.precision = kd_steps, tau, torch.device(device), precision
+        self.norm = normalizer.to(self.device)  # run_kd hands over the CPU-built in-domain normaliser
+        self.scaler = grad_scaler(self.device, precision)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr_g)
         self.opt_s = opt_s
         self.hooks = [BNStatsHook(m) for m in teacher.modules() if isinstance(m, nn.BatchNorm2d)] if bn > 0 else []
 
     def synthesize(self, n: int) -> torch.Tensor:
         z = torch.randn(n, self.G.nz, device=self.device)
-        with autocast(self.device, self.amp):
+        with autocast(self.device, self.precision):
             return self.norm(self.G(z).float())
 
     def step(self, batch_size: int) -> dict:
         self.G.train()
         self.S.train()
         x = self.synthesize(batch_size)
-        with frozen(self.S), autocast(self.device, self.amp):
+        with frozen(self.S), autocast(self.device, self.precision):
             t, s = self.T(x).float(), self.S(x).float()
         loss_g, terms = datafree_generator_loss(t, s, self.hooks, **self.w)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        optimize(loss_g, self.opt_g, self.scaler)
         losses = []
         for _ in range(self.kd_steps):
             with torch.no_grad():
                 xs = self.synthesize(batch_size)
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.precision):
                     t = self.T(xs).float()
-            with autocast(self.device, self.amp):
+            with autocast(self.device, self.precision):
                 s = self.S(xs).float()
             loss = student_kd_loss(s, t, self.tau)
-            self.opt_s.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_s.step()
+            optimize(loss, self.opt_s, self.scaler)
             losses.append(loss.detach())
         return {"loss": torch.stack(losses).mean(), "g_total": loss_g.detach(),
                 **{f"g_{k}": v.detach() for k, v in terms.items()}}
@@ -111,6 +109,7 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
     out = Path(cfg.out)
     track = {"best_top1": -1.0, "best_step": 0, "last": {}}
     stateful = {"student": student, "opt": opt}
+    prec = cfg.precision if cfg.amp else "fp32"
     extra: dict = {}
 
     if cfg.method == "datafree":
@@ -118,7 +117,7 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
                               cfg.generator.width_mult).to(device)
         df = cfg.datafree
         game = DataFreeGame(G, student, teacher, norm_id, opt, adv=df.adv, oh=df.oh, ie=df.ie, bn=df.bn,
-                            lr_g=df.lr_g, kd_steps=df.kd_steps, tau=cfg.T, device=device, amp=cfg.amp)
+                            lr_g=df.lr_g, kd_steps=df.kd_steps, tau=cfg.T, device=device, precision=prec)
         ipe = df.g_steps_per_epoch
         total = cfg.steps or cfg.epochs * ipe
         sched = cosine(opt, -(-total // ipe))  # the code steps the student schedule once per epoch
@@ -139,11 +138,12 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
         else:
             norm, augment = norm_id, cfg.augment == "in_domain"
         if cfg.method == "balanced":
-            pseudo = teacher_logits(teacher, pool, norm, device).argmax(1)
+            pseudo = teacher_logits(teacher, pool, norm, device, precision=prec).argmax(1)
             pool = pool.subset(balanced_indices(pseudo, len(pool)))
         if d.cache_teacher_ood and augment:
             raise ConfigError("data.cache_teacher_ood needs augment=none (augmented images change the logits)")
-        t_cache = teacher_logits(teacher, pool, norm, device) if d.cache_teacher_ood else None
+        t_cache = teacher_logits(teacher, pool, norm, device, precision=prec) if d.cache_teacher_ood else None
+        scaler = grad_scaler(device, prec)
         stream = BatchStream(pool, cfg.batch_size, seed=cfg.seed, normalizer=norm, augment=augment, device=device)
         ipe = stream.batches_per_epoch()
         total = cfg.steps or cfg.epochs * ipe
@@ -155,14 +155,12 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
         def step(batch, st):
             x, idx = batch
             student.train()
-            with torch.no_grad(), autocast(device, cfg.amp):
+            with torch.no_grad(), autocast(device, prec):
                 t = t_cache[idx.to(t_cache.device)] if t_cache is not None else teacher(x).float()
-            with autocast(device, cfg.amp):
+            with autocast(device, prec):
                 s = student(x).float()
             loss = student_kd_loss(s, t, cfg.T)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimize(loss, opt, scaler)
             sched.step()
             return {"loss": loss.detach(), "lr": sched.get_last_lr()[0]}
 

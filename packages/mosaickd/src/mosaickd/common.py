@@ -91,12 +91,13 @@ def norms(d: DataConfig):
 
 
 @torch.no_grad()
-def teacher_logits(teacher: nn.Module, data: ImageSet, norm: nn.Module, device, batch: int = 500) -> torch.Tensor:
+def teacher_logits(teacher: nn.Module, data: ImageSet, norm: nn.Module, device, batch: int = 500,
+                   precision: str = "bf16") -> torch.Tensor:
     norm = norm.to(device)
     out = []
     for i in range(0, len(data), batch):
         x = norm(data.images[i:i + batch].to(device).float().div_(255))
-        with runtime.autocast(device):
+        with runtime.autocast(device, precision):
             out.append(teacher(x).float())
     return torch.cat(out)
 

@@ -109,7 +109,7 @@ class ScheduleConfig:
     eval_every: int = 0  # outer iterations between evaluations; 0 = once per epoch
     ckpt_every: int = 0  # outer iterations between checkpoints; 0 = at evaluations
     kd_use_ood: bool = True  # concat(synthetic, OOD) in the student step (pitfall 5); false = synthetic only
-    amp: bool = True  # bf16 autocast on CUDA (no-op on CPU)
+    amp: bool = True  # autocast on CUDA at the run's `precision` (bf16 by default); false = fp32; no-op on CPU
     log_every: int = 10
     eval_teacher: bool = True  # also report the teacher's accuracy on the in-domain test set
 

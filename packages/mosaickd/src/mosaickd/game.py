@@ -11,12 +11,12 @@ import contextlib
 from collections.abc import Callable
 
 import torch
-from tenfold.runtime import autocast
+from tenfold.runtime import autocast, grad_scaler
 from torch import nn
 
 from .method import discriminator_loss, generator_loss, student_kd_loss
 
-__all__ = ["MosaicGame", "frozen", "make_student_optimizer", "cosine"]
+__all__ = ["MosaicGame", "frozen", "make_student_optimizer", "cosine", "optimize"]
 
 
 @contextlib.contextmanager
@@ -43,12 +43,20 @@ def cosine(opt, total: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(total), 1))
 
 
+def optimize(loss: torch.Tensor, opt, scaler) -> None:
+    """zero_grad, backward and step through the loss scaler (fp16 on CUDA; a pass-through otherwise)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+
+
 class MosaicGame:
     def __init__(self, generator: nn.Module, discriminator: nn.Module | None, student: nn.Module,
                  teacher: nn.Module, normalizer: nn.Module, *, total_iters: int, local: float = 1.0,
                  align: float = 1.0, adv: float = 1.0, balance: float = 10.0, tau: float = 1.0, kd_steps: int = 5,
                  kd_use_ood: bool = True, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
-                 lr_g: float = 1e-3, betas=(0.5, 0.999), device: torch.device | str = "cpu", amp: bool = True):
+                 lr_g: float = 1e-3, betas=(0.5, 0.999), device: torch.device | str = "cpu", precision: str = "bf16"):
         self.device = torch.device(device)
         self.G, self.S, self.T = generator, student, teacher
         # lam_local = 0 removes the patch game entirely (the spec's data-free ablation)
@@ -56,7 +64,8 @@ class MosaicGame:
         self.norm = normalizer.to(self.device)
         self.T.eval().requires_grad_(False)  # pitfall 8: BN running stats frozen, no teacher gradients
         self.w = {"local": local, "align": align, "adv": adv, "balance": balance}
-        self.tau, self.kd_steps, self.kd_use_ood, self.amp = tau, kd_steps, kd_use_ood, amp
+        self.tau, self.kd_steps, self.kd_use_ood, self.precision = tau, kd_steps, kd_use_ood, precision
+        self.scaler = grad_scaler(self.device, precision)  # one scaler, updated after every optimizer step
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr_g, betas=tuple(betas))
         self.opt_s = make_student_optimizer(self.S, lr, momentum, weight_decay)
         self.sched_g, self.sched_s = cosine(self.opt_g, total_iters), cosine(self.opt_s, total_iters)
@@ -69,10 +78,12 @@ class MosaicGame:
                "sched_g": self.sched_g, "sched_s": self.sched_s}
         if self.D is not None:
             out.update(discriminator=self.D, opt_d=self.opt_d, sched_d=self.sched_d)
+        if self.scaler.is_enabled():  # fp16 on CUDA: the loss scale resumes too
+            out["scaler"] = self.scaler
         return out
 
     def _ac(self):
-        return autocast(self.device, self.amp)
+        return autocast(self.device, self.precision)
 
     def synthesize(self, n: int) -> torch.Tensor:
         """x_syn = N_id(G(z)), z ~ N(0, I); G stays in train mode as in the code."""
@@ -86,9 +97,7 @@ class MosaicGame:
         with self._ac():
             d_fake, d_real = self.D(x_syn.detach()).float(), self.D(x_real).float()
         loss = discriminator_loss(d_fake, d_real, self.w["local"])
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
+        optimize(loss, self.opt_d, self.scaler)
         return loss.detach()
 
     def g_step(self, x_syn: torch.Tensor):
@@ -98,9 +107,7 @@ class MosaicGame:
             s = self.S(x_syn).float()
             d = self.D(x_syn).float() if self.D is not None else None
             loss = generator_loss(d, t, s, **self.w)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.total.backward()
-        self.opt_g.step()
+        optimize(loss.total, self.opt_g, self.scaler)
         return loss
 
     def student_step(self, n_syn: int, x_ood: torch.Tensor | None = None,
@@ -119,9 +126,7 @@ class MosaicGame:
         with self._ac():
             s = self.S(x).float()
         loss = student_kd_loss(s, t, self.tau)
-        self.opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_s.step()
+        optimize(loss, self.opt_s, self.scaler)
         return loss.detach()
 
     def outer_step(self, x_real: torch.Tensor,

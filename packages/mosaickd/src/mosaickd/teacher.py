@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from tenfold.data import data_root
 from tenfold.loop import Trainer
-from tenfold.runtime import autocast
+from tenfold.runtime import autocast, grad_scaler
 
 from .common import Timer, evaluate, export_model, setup_run
 from .config import TeacherConfig
 from .data import BatchStream, load_split, normalizer_for
-from .game import cosine
+from .game import cosine, optimize
 from .nets import build_classifier
 
 __all__ = ["run_teacher"]
@@ -43,15 +43,15 @@ def run_teacher(cfg: TeacherConfig, resume: str | None = None, stop_at: int | No
                       log_every=cfg.log_every, desc="teacher")
     resumed = trainer.maybe_resume(resume)
     labels = train.labels.to(device)
+    prec = cfg.precision if t.amp else "fp32"
+    scaler = grad_scaler(device, prec)
 
     def step(batch, st):
         x, idx = batch
         model.train()
-        with autocast(device, t.amp):
+        with autocast(device, prec):
             loss = F.cross_entropy(model(x).float(), labels[idx.to(device)])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimize(loss, opt, scaler)
         sched.step()
         return {"loss": loss.detach(), "lr": sched.get_last_lr()[0]}
 

@@ -52,8 +52,8 @@ def build_mosaic(cfg: MosaicConfig, device: torch.device):
     game = MosaicGame(G, D, S, teacher, norm_id, total_iters=total, local=L.local, align=L.align, adv=L.adv,
                       balance=L.balance, tau=L.T, kd_steps=cfg.train.kd_steps, kd_use_ood=cfg.train.kd_use_ood,
                       lr=O.lr, momentum=O.momentum, weight_decay=O.weight_decay, lr_g=O.lr_g, betas=O.betas,
-                      device=device, amp=cfg.train.amp)
-    t_cache = teacher_logits(teacher, ood, norm_kd, device) if d.cache_teacher_ood else None
+                      device=device, precision=cfg.precision if cfg.train.amp else "fp32")
+    t_cache = teacher_logits(teacher, ood, norm_kd, device, precision=game.precision) if d.cache_teacher_ood else None
     return game, real, kd, test, norm_id, t_cache, ipe, total
 
 
