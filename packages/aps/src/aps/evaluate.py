@@ -6,30 +6,34 @@ from tenfold import eval as teval
 from tenfold import runtime
 from torch.utils.data import DataLoader
 
-__all__ = ["cls_features", "knn_monitor", "fit_logistic_lbfgs", "lbfgs_linear_probe", "linear_probe_monitor"]
+__all__ = ["cls_batch", "cls_features", "knn_monitor", "fit_logistic_lbfgs", "lbfgs_linear_probe",
+           "linear_probe_monitor"]
 
 
 @torch.no_grad()
-def cls_features(backbone, dataset, device, batch_size: int = 256, amp: bool = True):
-    """CLS features (after the final LayerNorm) of all tokens; the backbone's mode is restored after."""
+def cls_batch(backbone, x: torch.Tensor, device, amp: bool = True, precision: str = "bf16") -> torch.Tensor:
+    """CLS features (after the final LayerNorm, all tokens) of one batch, float32 on the device."""
+    x = x.to(device, non_blocking=True)
+    with runtime.autocast(device, precision, enabled=amp):
+        return backbone.features(x if x.is_floating_point() else x.float()).float()
+
+
+@torch.no_grad()
+def cls_features(backbone, dataset, device, batch_size: int = 256, amp: bool = True, precision: str = "bf16"):
+    """CLS features of a whole data set (float32 on the CPU) and its labels; the backbone's mode is restored."""
     was_training = backbone.training
     backbone.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-
-    def fn(x):
-        with runtime.autocast(device, amp):
-            return backbone.features(x)
-
     try:
-        return teval.extract_features(fn, loader, device)
+        return teval.extract_features(lambda x: cls_batch(backbone, x, device, amp, precision), loader, device)
     finally:
         backbone.train(was_training)
 
 
 def knn_monitor(backbone, bank, test, device, k: int = 20, t: float = 0.07, batch_size: int = 256,
-                num_classes: int | None = None, amp: bool = True) -> dict:
-    fb, yb = cls_features(backbone, bank, device, batch_size, amp)
-    ft, yt = cls_features(backbone, test, device, batch_size, amp)
+                num_classes: int | None = None, amp: bool = True, precision: str = "bf16") -> dict:
+    fb, yb = cls_features(backbone, bank, device, batch_size, amp, precision)
+    ft, yt = cls_features(backbone, test, device, batch_size, amp, precision)
     acc = teval.knn_accuracy(fb, yb, ft, yt, k=k, t=t, num_classes=num_classes)
     return {"knn_top1": acc["top1"], "knn_top5": acc["top5"], "_features": (fb, yb, ft, yt)}
 

@@ -12,7 +12,7 @@ from tenfold import config as config_mod
 from tenfold.data import make_loader, steps_per_epoch
 from tenfold.data import root as data_root_mod
 from tenfold.errors import CheckpointError
-from tenfold.loop import Trainer, assert_finite
+from tenfold.loop import Trainer
 from tenfold.meters import MetricLogger
 from torch import nn
 from torch.utils.data import DataLoader
@@ -119,17 +119,37 @@ def load_pretrained_backbone(model: APSViT, path: str) -> None:
 
 
 @torch.no_grad()
-def evaluate_top1(model: nn.Module, dataset, device, batch_size: int = 192, amp: bool = True) -> float:
+def evaluate_top1(model: nn.Module, dataset, device, batch_size: int = 192, amp: bool = True,
+                  precision: str = "bf16") -> float:
+    """Top-1 (%) on `dataset`; the count stays on the device until the end (one host read per evaluation)."""
     was = model.training
     model.eval()
-    correct = total = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        with runtime.autocast(device, amp):
-            logits = model(x.to(device))
-        correct += (logits.argmax(1).cpu() == torch.as_tensor(y)).sum().item()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda"):
+        correct += count_correct(model, x.to(device, non_blocking=True), torch.as_tensor(y).to(device), device,
+                                 amp, precision)
         total += len(y)
     model.train(was)
-    return 100.0 * correct / max(total, 1)
+    return 100.0 * correct.item() / max(total, 1)
+
+
+def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, amp: bool = True,
+                  precision: str = "bf16") -> torch.Tensor:
+    """Number of top-1 hits of one batch, as a device tensor."""
+    with runtime.autocast(device, precision, enabled=amp):
+        logits = model(x)
+    return (logits.argmax(1) == y).sum()
+
+
+def finetune_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, num_classes: int,
+                  device) -> torch.Tensor:
+    """The forward half of one fine-tuning step: MixUp/CutMix with label smoothing, soft-target CE."""
+    x, target, _ = mix_batch(x, y, num_classes, cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.switch_prob,
+                             cfg.smoothing)
+    with runtime.autocast(device, cfg.precision, enabled=cfg.amp):
+        logits = model(x)
+    return soft_target_cross_entropy(logits, target)
 
 
 def run(cfg: FinetuneConfig, resume: str | None = None, stop_at: int | None = None) -> dict:
@@ -153,31 +173,35 @@ def run(cfg: FinetuneConfig, resume: str | None = None, stop_at: int | None = No
         raise ValueError(f"{len(splits.train)} training images are fewer than one batch of {per_rank}")
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr_base)
     ddp = distributed.wrap(model, device)
+    scaler = runtime.grad_scaler(device, cfg.precision if cfg.amp else "fp32")
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
     total = cfg.epochs * spe if cfg.max_steps <= 0 else min(cfg.max_steps, cfg.epochs * spe)
     record = {"best_top1": -1.0, "best_epoch": -1, "final_top1": None, "ema_top1": None}
-    stateful = {"model": model, "opt": opt, **({"ema": ema} if ema is not None else {})}
+    stateful = {"model": model, "opt": opt, **({"ema": ema} if ema is not None else {}),
+                **({"scaler": scaler} if scaler.is_enabled() else {})}
     trainer = Trainer(out, kind=FT_KIND, config=cfg, stateful=stateful, total_steps=total,
                       batches=lambda e, s: make_loader(splits.train, per_rank, seed=cfg.seed, epoch=e, start_batch=s,
-                                                       num_workers=cfg.data.num_workers),
+                                                       num_workers=cfg.data.num_workers, device=device),
                       ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, desc="aps-finetune",
                       extra_state=lambda: dict(record), load_extra_state=record.update)
     trainer.maybe_resume(resume)
 
     def step_fn(batch, state):
         x, y = batch
-        x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device)
+        x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
         lr = finetune_lr(state.epoch, cfg)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
-        x, target, _ = mix_batch(x, y, nc, cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.switch_prob, cfg.smoothing)
-        with runtime.autocast(device, cfg.amp):
-            logits = ddp(x)
-        loss = soft_target_cross_entropy(logits, target)
-        assert_finite(loss, state.step + 1)
+        # no NaN check here (a host sync): the Trainer checks the returned loss before anything is saved
+        loss = finetune_loss(ddp, x, y, cfg, nc, device)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler.is_enabled():  # precision=fp16 on CUDA (the official AMP)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         if ema is not None:
             ema.update(model)
         return {"loss": loss.detach(), "lr": lr}
@@ -189,14 +213,14 @@ def run(cfg: FinetuneConfig, resume: str | None = None, stop_at: int | None = No
         epoch_end = state.batch_in_epoch == spe and (state.epoch + 1) % cfg.eval_every == 0
         if not (epoch_end or last):
             return
-        acc = evaluate_top1(model, splits.test, device, cfg.eval_batch_size, cfg.amp)
+        acc = evaluate_top1(model, splits.test, device, cfg.eval_batch_size, cfg.amp, cfg.precision)
         rec = {"top1": acc}
         if acc > record["best_top1"]:
             record.update(best_top1=acc, best_epoch=state.epoch)
         record["final_top1"] = acc
         if ema is not None and cfg.ema_eval:
             record["ema_top1"] = rec["ema_top1"] = evaluate_top1(ema.module, splits.test, device,
-                                                                 cfg.eval_batch_size, cfg.amp)
+                                                                 cfg.eval_batch_size, cfg.amp, cfg.precision)
         logger.log(state.step, epoch=state.epoch, **rec)
 
     trainer.run(step_fn, stop_at=stop_at, on_step_end=on_step_end if distributed.is_main() else None)

@@ -20,7 +20,8 @@ from .evaluate import knn_monitor, linear_probe_monitor
 from .method import aps_loss, lr_factor
 from .model import APSModel, build_backbone
 
-__all__ = ["build_model", "build_optimizer", "pretrain_step", "maybe_compile", "StepTimer", "run", "CKPT_KIND"]
+__all__ = ["build_model", "build_optimizer", "pretrain_step", "pretrain_forward", "batch_to_device", "maybe_compile",
+           "StepTimer", "run", "CKPT_KIND"]
 
 CKPT_KIND = "aps-pretrain"
 
@@ -62,10 +63,7 @@ def pretrain_step(model: nn.Module, opt: torch.optim.Optimizer, batch, *, device
     No host synchronisation inside: the returned "loss" is the mean of the K sub-step losses, a device tensor
     that is non-finite when any sub-step was, so the caller's once-per-batch NaN guard (tenfold's Trainer) stops
     the run before any checkpoint holds the damaged parameters."""
-    (x1, i1, x2, i2), _ = batch
-    x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
-    i1, i2 = i1.to(device, non_blocking=True), i2.to(device, non_blocking=True)
-    x1, x2 = _to_float(x1), _to_float(x2)
+    x1, i1, x2, i2 = batch_to_device(batch, device)
     k_steps = 1 if full_tokens else i1.shape[1]
     losses, sims = [], []
     for k in range(k_steps):
@@ -74,9 +72,8 @@ def pretrain_step(model: nn.Module, opt: torch.optim.Optimizer, batch, *, device
             for g in opt.param_groups:
                 g["lr"] = lr
         idx1, idx2 = (None, None) if full_tokens else (i1[:, k], i2[:, k])
-        with runtime.autocast(device, precision, enabled=amp):
-            p1, p2, z1, z2 = model(x1, idx1, x2, idx2)
-        loss, sim = aps_loss(p1, p2, z1, z2, tau)
+        loss, sim = pretrain_forward(model, x1, idx1, x2, idx2, device=device, tau=tau, amp=amp,
+                                     precision=precision)
         opt.zero_grad(set_to_none=True)
         if scaler is not None and scaler.is_enabled():  # fp16 on CUDA (the official AMP): scaled backward
             scaler.scale(loss).backward()
@@ -89,6 +86,23 @@ def pretrain_step(model: nn.Module, opt: torch.optim.Optimizer, batch, *, device
         sims.append(sim)
     return {"loss": torch.stack(losses).mean(), "loss_last": losses[-1], "pos_cos": torch.stack(sims).mean(),
             "lr": opt.param_groups[0]["lr"]}
+
+
+def pretrain_forward(model: nn.Module, x1, idx1, x2, idx2, *, device: torch.device, tau: float, amp: bool = True,
+                     precision: str = "bf16") -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward half of one optimizer sub-step: (loss, mean positive cosine) under the run's autocast."""
+    with runtime.autocast(device, precision, enabled=amp):
+        p1, p2, z1, z2 = model(x1, idx1, x2, idx2)
+    return aps_loss(p1, p2, z1, z2, tau)
+
+
+def batch_to_device(batch, device: torch.device):
+    """(x1, I1, x2, I2) of a loader batch on the device (non-blocking from pinned memory); images become float
+    there, after the copy."""
+    (x1, i1, x2, i2), _ = batch
+    x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
+    i1, i2 = i1.to(device, non_blocking=True), i2.to(device, non_blocking=True)
+    return _to_float(x1), i1, _to_float(x2), i2
 
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:
@@ -204,7 +218,7 @@ def run(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None = No
     def on_step_end(state, metrics):
         if cfg.eval.knn_every and state.batch_in_epoch == spe and (state.epoch + 1) % cfg.eval.knn_every == 0:
             res = knn_monitor(model.backbone, splits.bank, splits.test, device, cfg.eval.knn_k, cfg.eval.knn_t,
-                              cfg.eval.batch_size, nc, cfg.amp)
+                              cfg.eval.batch_size, nc, cfg.amp, cfg.precision)
             logger.log(state.step, epoch=state.epoch, knn_top1=res["knn_top1"])
 
     t_start = time.perf_counter()
@@ -216,7 +230,7 @@ def run(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None = No
                **{k: v for k, v in getattr(trainer, "last_metrics", {}).items()}}
     if stop_at is None and distributed.is_main() and cfg.eval.final_knn:
         res = knn_monitor(model.backbone, splits.bank, splits.test, device, cfg.eval.knn_k, cfg.eval.knn_t,
-                          cfg.eval.batch_size, nc, cfg.amp)
+                          cfg.eval.batch_size, nc, cfg.amp, cfg.precision)
         summary.update(knn_top1=res["knn_top1"], knn_top5=res["knn_top5"])
         if cfg.eval.linear_probe:
             summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=nc, ecfg=cfg.eval))

@@ -11,7 +11,7 @@ from tenfold.nets.vit import VisionTransformer
 from torch import nn
 
 __all__ = ["ARCHS", "PatchMixViT", "build_backbone", "mlp", "Online", "MomentumEncoder", "build_models",
-           "ema_update", "momentum_at", "export_backbone"]
+           "ema_update", "momentum_at", "export_backbone", "copy_module"]
 
 # MoCo-v3 sizes: ViT-S has 12 heads (head dim 32), not timm/DeiT's 6 (pitfall 8).
 ARCHS = {"vit_tiny": (192, 3), "vit_small": (384, 12), "vit_base": (768, 12)}
@@ -104,15 +104,25 @@ class Online(nn.Module):
         return [self.predictor(self.projector(f)) for f in feats]
 
 
+def copy_module(m: nn.Module) -> nn.Module:
+    """copy.deepcopy with parameters and buffers copied by tensor ops (detach().clone()): the same copy, and it
+    also works on fake CUDA tensors (tenfold.testing.fake_cuda), whose storages cannot be deep-copied."""
+    memo = {}
+    for t in list(m.parameters()) + list(m.buffers()):
+        c = t.detach().clone()
+        memo[id(t)] = nn.Parameter(c, t.requires_grad) if isinstance(t, nn.Parameter) else c
+    return copy.deepcopy(m, memo)
+
+
 class MomentumEncoder(nn.Module):
     """f_m -> g_m: EMA copies of the online backbone and projector, no predictor, no drop-path, no grads."""
 
     def __init__(self, online: Online):
         super().__init__()
-        self.backbone = copy.deepcopy(online.backbone)
+        self.backbone = copy_module(online.backbone)
         for blk in self.backbone.blocks:
             blk.drop_path.p = 0.0
-        self.projector = copy.deepcopy(online.projector)
+        self.projector = copy_module(online.projector)
         for p in self.parameters():
             p.requires_grad_(False)
 
