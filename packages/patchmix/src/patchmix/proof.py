@@ -1,6 +1,6 @@
 """PatchMix vs the no-mix baseline at equal steps and seeds on real data (spec §7(b), §7(d)).
 
-Used by the slow test (tiny ViT, CIFAR-10 subset, CPU) and by bench/gpu.sh (ViT-T on full CIFAR-10):
+Used by the slow test (tiny ViT, CIFAR-10 subset, CPU) and by bench/gpu.py --long (ViT-T on full CIFAR-10):
 both arms run through `pretrain` (the same code path as patchmix-train), then every metric is computed
 on the same held-out images for random init, PatchMix and the baseline.
 """
