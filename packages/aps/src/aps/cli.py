@@ -5,10 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from tenfold import checkpoint, distributed
 from tenfold import config as config_mod
 from tenfold.cli import base_parser, main_guard, parse_args, parse_config
-from tenfold.data import root as data_root_mod
 from tenfold.errors import CheckpointError, ConfigError
 
 from .config import EvalRunConfig, FinetuneConfig, PretrainConfig
@@ -19,6 +17,8 @@ PAPER = "the paper's CIFAR ViT-Tiny/2 settings"  # where the config defaults com
 
 
 def _finish(summary: dict) -> None:
+    from tenfold import distributed
+
     if distributed.is_main():
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}))
     distributed.cleanup()
@@ -64,6 +64,8 @@ def finetune(argv: list[str] | None = None) -> None:
 
 
 def _load_backbone_state(path: str) -> dict:
+    from tenfold import checkpoint
+
     from .model import finetune_state_from_pretrain
 
     p = Path(path)
@@ -86,6 +88,9 @@ def evaluate(argv: list[str] | None = None) -> None:
     if args.checkpoint:
         args.overrides = list(args.overrides or []) + [f"checkpoint={args.checkpoint}"]
     cfg = parse_config(EvalRunConfig, args)
+    from tenfold import checkpoint
+    from tenfold.data import root as data_root_mod
+
     from .augment import eval_transform
     from .data import build_splits
     from .evaluate import knn_monitor, linear_probe_monitor

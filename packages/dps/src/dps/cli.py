@@ -5,13 +5,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from tenfold import checkpoint, runtime
 from tenfold import config as config_mod
 from tenfold.cli import base_parser, main_guard, parse_config
 from tenfold.errors import CheckpointError
-from tenfold.meters import write_json
 
 from .config import DPSConfig
 
@@ -60,6 +56,8 @@ def _load_run(path: str):
     if not ck_path.is_file():
         raise CheckpointError(f"no trained model at {ck_path}; pass a dps-train run directory (with model.pt) "
                               f"or the model.pt file itself")
+    from tenfold import checkpoint
+
     from .train import MODEL_KIND
 
     ck = checkpoint.load(ck_path, kind=MODEL_KIND)
@@ -89,6 +87,9 @@ def eval_main(argv=None):
     data = config_mod.apply_overrides(config_mod.to_dict(base), overrides)
     data["out"] = str(run_dir)  # the stage artifacts (α, GAS table) live with the run
     cfg = config_mod.from_dict(DPSConfig, data)
+    from tenfold import checkpoint, runtime
+    from tenfold.meters import write_json
+
     from .pipeline import build_samplers, evaluate, prepare
     from .train import build_model
 
@@ -129,6 +130,10 @@ def fit_decay_main(argv=None):
     cfg = parse_config(DPSConfig, args)
     if args.out is None and cfg.out == "runs/default":
         cfg = dataclasses.replace(cfg, out=f"runs/dps-alpha-{cfg.data.name}")
+    import numpy as np
+    import torch
+    from tenfold.meters import write_json
+
     from .pipeline import prepare, stage_alpha
 
     out = Path(cfg.out)

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from tenfold import cli as tcli
 from tenfold import config as config_mod
-from tenfold import runtime
 from tenfold.errors import ConfigError
-from tenfold.meters import MetricLogger
 
 from .config import EvalConfig, TrainConfig
 
@@ -41,6 +39,7 @@ def _train_cli(argv: list[str] | None = None) -> dict:
 
 def run_eval(cfg: EvalConfig) -> dict:
     import torch
+    from tenfold import runtime
 
     from .data import labelled_split
     from .evaluate import correspondence_retrieval, knn_and_probe, retrieval_pairs
@@ -82,6 +81,8 @@ def _eval_cli(argv: list[str] | None = None) -> dict:
     out = Path(cfg.out)
     config_mod.save(cfg, out / "config.yaml")
     res = run_eval(cfg)
+    from tenfold.meters import MetricLogger
+
     MetricLogger(out).summary(**res)
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}))
     return res

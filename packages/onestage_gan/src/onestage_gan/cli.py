@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.errors import CheckpointError
 
@@ -49,6 +48,7 @@ def sample(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     from pathlib import Path
 
+    import torch
     from tenfold import config as config_mod
     from torchvision.utils import save_image
 

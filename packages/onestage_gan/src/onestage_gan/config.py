@@ -7,8 +7,6 @@ from typing import Literal
 from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
-from .losses import LOSSES
-
 
 @dataclass
 class ModelConfig:
@@ -79,6 +77,8 @@ class OSGANConfig(RunConfig):
     kd: KDConfig = field(default_factory=KDConfig)
 
     def validate(self):
+        from .losses import LOSSES  # here, not at the top: --help must not import torch
+
         if self.loss not in LOSSES:
             raise ConfigError(f"loss: unknown '{self.loss}'; choose one of {', '.join(LOSSES)}")
         if self.batch_size < 1:
