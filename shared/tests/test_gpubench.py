@@ -69,7 +69,7 @@ def test_driver_statuses_timeout_and_summary(fake_repo, monkeypatch):
     assert json.loads((out / "a_ok.json").read_text())["smoke"] is True
     md = (out / "summary.md").read_text()
     assert "| a_ok | ok |" in md and "| c_hang | timed out" in md and "teacher missing: models/x.pt" in md
-    assert "| budget given | 25 | s |" in md
+    assert "| budget given | 25 | s |" in md and "# GPU benchmark — cpu" in md  # device from the reports
     assert json.loads((out / "summary.json").read_text())["results"][1]["note"].startswith("exit 3")
     assert gpubench.failed(res, allow_missing=True) == ["b_fail", "c_hang"]
     assert gpubench.failed(res, allow_missing=False) == ["b_fail", "c_hang", "e_missing"]
@@ -153,7 +153,7 @@ def test_small_pack_layout_and_float16_teacher(fake_data, tmp_path):
     assert meta["stored_dtype"] == "float16" and meta["pack_test_top1"] == man["teachers"][0]["float32_test_top1"]
     # the graphs travel xz-compressed; materialize expands them and links the rest
     assert not (dest / "data" / "uci" / "events.csv").exists()
-    work = gpupack.materialize(dest, tmp_path / "work")
+    work = gpubench.materialize(dest, tmp_path / "work")
     assert (work / "uci" / "events.csv").read_text().count("\n") == 2001
     assert (work / "cifar10" / "test.npz").is_symlink()
     assert lzma.decompress((dest / "data" / "uci" / "events.csv.xz").read_bytes()).startswith(b"src,dst,t\n0,1,0")

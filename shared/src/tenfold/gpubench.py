@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
 import os
 import resource
 import signal
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["run_all", "shares", "render_summary", "find_root"]
+__all__ = ["run_all", "shares", "render_summary", "find_root", "materialize"]
 
 LONG_BUDGET_S = 3000.0  # BUDGET=long: the longer measurements of every package, not meant for a 10-minute slot
 STARTUP_S = 12.0  # what a package's budget leaves for Python + torch + CUDA start-up and the final write
@@ -43,6 +44,32 @@ def shares(left_s: float, remaining: list[str], weights: dict[str, float] | None
     w = weights or {}
     total = sum(w.get(p, 1.0) for p in remaining)
     return max(0.0, left_s * w.get(remaining[0], 1.0) / total) if total else 0.0
+
+
+def materialize(pack: Path, work: Path) -> Path:
+    """A data root for the benchmarks: the pack's data/ with every *.xz expanded into `work` and everything else
+    linked, so nothing is copied twice. (Here rather than in gpupack: the driver imports neither torch nor numpy,
+    so it holds no GPU memory while the benchmarks run.)"""
+    pack = Path(pack)
+    src = pack / "data" if (pack / "data").is_dir() else pack
+    if not any(src.rglob("*.xz")):
+        return src
+    work = Path(work)
+    for f in src.rglob("*"):
+        if f.is_dir():
+            continue
+        rel = f.relative_to(src)
+        target = work / (rel.with_suffix("") if f.suffix == ".xz" else rel)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if f.suffix == ".xz":
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(lzma.decompress(f.read_bytes()))
+            os.replace(tmp, target)
+        else:
+            os.symlink(f.resolve(), target)
+    return work
 
 
 def _env(root: Path, pack: Path | None, data_root: Path | None) -> dict:
@@ -111,16 +138,6 @@ def render_summary(results: list[dict], header: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _device() -> tuple[str, str]:
-    try:
-        import torch
-    except ImportError:
-        return "no torch", "-"
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0), torch.__version__
-    return "cpu", torch.__version__
-
-
 def run_all(root: Path, out: Path, *, budget_s: float, smoke: bool = False, long: bool = False,
             pack: Path | None = None, packages: list[str] | None = None, allow_missing: bool = False,
             weights: dict[str, float] | None = None, python: str = sys.executable, log=print) -> list[dict]:
@@ -128,13 +145,11 @@ def run_all(root: Path, out: Path, *, budget_s: float, smoke: bool = False, long
     (out / "logs").mkdir(exist_ok=True)
     data_root = None
     if pack is not None:
-        from .gpupack import materialize
-
         data_root = materialize(pack, out / ".data")  # the graphs expanded; the rest linked
     env = _env(root, pack, data_root)
     names = packages or sorted(p.name for p in (root / "packages").iterdir() if (p / "pyproject.toml").is_file())
-    device, torch_version = _device()
-    header = {"device": device, "torch": torch_version, "python": sys.version.split()[0], "budget_s": budget_s,
+    # device and torch version come from the packages' reports: importing torch here would hold a CUDA context
+    header = {"device": "(from the first report)", "torch": "?", "python": sys.version.split()[0], "budget_s": budget_s,
               "smoke": smoke, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     results: list[dict] = []
     deadline = time.monotonic() + budget_s
@@ -166,6 +181,8 @@ def run_all(root: Path, out: Path, *, budget_s: float, smoke: bool = False, long
                     except json.JSONDecodeError:
                         rep = {}
                 res.update(seconds=secs, cpu_seconds=cpu, rows=rep.get("rows") or [])
+                if rep.get("device") and header["torch"] == "?":
+                    header.update(device=rep["device"], torch=rep.get("torch", "?"))
                 if rc is None:
                     res.update(status="timed out", note=f"killed after {share:.0f} s; rows measured before kept")
                 elif rc != 0:

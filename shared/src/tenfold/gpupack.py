@@ -6,7 +6,7 @@ The GPU node has no network and at most 64 MiB may be brought along (working tre
     data/cifar10/test.npz          the full test set, the JPEG bytes copied unchanged (teacher accuracies hold)
     data/cifar10/train.npz         a class-balanced subset (first N per class), JPEG bytes copied unchanged
     data/mnist/{train,test}.npz    class-balanced subsets
-    data/<graph>/events.csv.xz     the temporal graphs, xz-compressed (10-15x; `materialize` expands them)
+    data/<graph>/events.csv.xz     the temporal graphs, xz-compressed (10-15x; gpubench.materialize expands them)
     models/<teacher>.{pt,json}     every teacher stored as float16 (load_teacher loads it back into float32);
                                    the JSON gains stored_dtype and pack_test_top1, re-measured on data/cifar10
     pylib/yaml/                    pure-Python PyYAML, a fallback at the END of PYTHONPATH for nodes without it
@@ -23,7 +23,6 @@ import lzma
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 
 from .errors import DataError, TenfoldError
 
-__all__ = ["build_pack", "subset_jpeg_pack", "half_state_dict", "teacher_top1", "materialize", "tree_bytes"]
+__all__ = ["build_pack", "subset_jpeg_pack", "half_state_dict", "teacher_top1", "tree_bytes"]
 
 GRAPHS = ("bitcoinalpha", "bitcoinotc", "enron", "fb_forum", "ia_contact", "ia_enron_employees", "ia_hypertext",
           "sfhh", "uci")
@@ -215,31 +214,6 @@ def build_pack(dest: Path, data_root: Path, models_root: Path, *, small: bool = 
         raise DataError(f"pack {dest} is {total / MIB:.1f} MiB, over the {limit_mib:g} MiB limit: lower "
                         f"--train-per-class / --mnist-per-class or pack fewer graphs")
     return man
-
-
-def materialize(pack: Path, work: Path | None = None) -> Path:
-    """A data root for the benchmarks: the pack's data/ with every *.xz expanded (into `work`, a fresh temporary
-    folder by default) and everything else linked, so nothing is copied twice."""
-    pack = Path(pack)
-    src = pack / "data" if (pack / "data").is_dir() else pack
-    if not any(src.rglob("*.xz")):
-        return src
-    work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="tenfold-data-"))
-    for f in src.rglob("*"):
-        if f.is_dir():
-            continue
-        rel = f.relative_to(src)
-        target = work / (rel.with_suffix("") if f.suffix == ".xz" else rel)
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if f.suffix == ".xz":
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_bytes(lzma.decompress(f.read_bytes()))
-            os.replace(tmp, target)
-        else:
-            os.symlink(f.resolve(), target)
-    return work
 
 
 def main(argv=None) -> int:
