@@ -8,13 +8,20 @@ Reductions are made exact across placements: per-client rows are all-reduced int
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 
 import torch
 import torch.distributed as dist
 from tenfold import distributed
 
-__all__ = ["stream_seed", "Streams", "Comm"]
+__all__ = ["stream_seed", "Streams", "Comm", "clone_module"]
+
+
+def clone_module(m: torch.nn.Module) -> torch.nn.Module:
+    """An independent copy of a module (one place, so the fake-CUDA device test can swap in a copy that stays
+    inside its fake tensor mode: deep-copying a fake module starts a second mode)."""
+    return copy.deepcopy(m)
 
 
 def stream_seed(seed: int, *names) -> int:

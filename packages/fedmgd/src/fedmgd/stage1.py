@@ -2,13 +2,13 @@
 D_k and C_k per client; every generated sample is routed to the client with the highest realistic score."""
 from __future__ import annotations
 
-import copy
 import time
 
 import torch
 import torch.nn.functional as F
 from tenfold.loop import assert_finite
 
+from . import engine
 from .engine import Comm, Streams, stream_seed
 from .faults import ClientFailure, call_with_deadline, parse_events
 from .method import (
@@ -45,7 +45,7 @@ class Stage1:
         for k in comm.local:
             with streams.use(f"init_D{k}"):
                 self.D[k] = make_d().to(device)
-            self.C[k] = copy.deepcopy(S_init).to(device)  # every C_k starts identical to S (pitfall 13)
+            self.C[k] = engine.clone_module(S_init).to(device)  # every C_k starts identical to S (pitfall 13)
             self.opt_D[k] = _adam(self.D[k].parameters(), self.g.lr_d, self.g)
             self.opt_C[k] = _adam(self.C[k].parameters(), self.g.lr_c, self.g)
         self.opt_G = _adam(self.G.parameters(), self.g.lr_g, self.g)

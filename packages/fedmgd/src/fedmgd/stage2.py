@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tenfold.loop import assert_finite
 from tenfold.runtime import autocast, grad_scaler
 
+from . import engine
 from .engine import Comm, Streams, stream_seed
 from .faults import ClientFailure, Guard, call_with_deadline, parse_events
 from .method import (
@@ -64,7 +65,7 @@ class Stage2:
             self.G.eval()  # frozen, running BN statistics (pitfall 5)
             for p in self.G.parameters():
                 p.requires_grad_(False)
-        self.work = copy.deepcopy(self.S)
+        self.work = engine.clone_module(self.S)
         self.opt_S = self._new_server_opt()
         # loss scaling for fp16 on CUDA (disabled, i.e. the identity, for bf16 / fp32 and on the CPU)
         self.scaler, self.server_scaler = grad_scaler(device, cfg.precision), grad_scaler(device, cfg.precision)
