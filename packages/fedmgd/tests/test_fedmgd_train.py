@@ -111,9 +111,9 @@ def test_cli_bad_inputs_give_one_error_line(tiny_cfg, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "MNIST not found" in err[0]
     code, err = _cli_error(base + ["partition.num_clients=400"], capsys)
     assert code == 2 and len(err) == 1 and "more clients than samples" in err[0]
-    (tmp_path / "cli").mkdir(exist_ok=True)
-    (tmp_path / "cli" / "last.pt").write_bytes(b"not a checkpoint")
-    code, err = _cli_error(base + ["--resume"], capsys)
+    (tmp_path / "cli2").mkdir()  # a fresh folder: the failed runs above left config.yaml in cli/
+    (tmp_path / "cli2" / "last.pt").write_bytes(b"not a checkpoint")
+    code, err = _cli_error(TINY + [f"out={tmp_path / 'cli2'}", "--resume"], capsys)
     assert code == 2 and len(err) == 1 and "corrupt" in err[0]
 
 
@@ -128,6 +128,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, tmp_path, capsy
 def test_resume_with_other_config_fails_clearly(tiny_cfg, capsys, tmp_path):
     cfg = tiny_cfg(out="r")
     run(cfg, stop_at=("stage2", 1), log=_quiet)
+    capsys.readouterr()  # the run's progress lines
     code, err = _cli_error(TINY + [f"out={tmp_path / 'r'}", "partition.alpha=0.9", "--resume"], capsys)
     assert code == 2 and len(err) == 1 and "partition.alpha" in err[0]
 
