@@ -73,3 +73,26 @@ def test_a_model_left_on_the_cpu_is_caught(finish_recorder):
         fn, _ = representation(model)
         with pytest.raises((DeviceMismatch, RuntimeError)):
             build_graph(fn, torch.randn(4, 3, 32, 32), GraphOptions(batch_size=4), model=model, device=CUDA)
+
+
+def test_real_pools_fit_a_reduced_gpu_pack(tmp_path):
+    """The GPU pack carries a CIFAR-10 training subset: the split halves come from the pack's own size."""
+    import io
+
+    import numpy as np
+    from depara.data import make_pool, split_size
+    from PIL import Image
+
+    blobs, offsets = [], [0]
+    for i in range(40):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 3), i * 6, np.uint8)).save(buf, format="JPEG")
+        blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
+        offsets.append(offsets[-1] + len(blobs[-1]))
+    (tmp_path / "cifar10").mkdir()
+    np.savez(tmp_path / "cifar10" / "train.npz", jpeg=np.concatenate(blobs), offsets=np.array(offsets),
+             labels=np.arange(40) % 10)
+    assert split_size("cifar", True, tmp_path) == 40
+    assert split_size("cifar", False, tmp_path) == 10_000  # no pack: the full set's size
+    a, b = make_pool("cifar", "train", 20, root=tmp_path), make_pool("cifar", "transfer", 20, root=tmp_path)
+    assert a.images.shape == (20, 32, 32, 3) and not set(a.factors["index"]) & set(b.factors["index"])

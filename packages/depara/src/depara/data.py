@@ -125,6 +125,15 @@ def _mnist_rgb(images: np.ndarray) -> np.ndarray:
     return t.to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def split_size(kind: str, train: bool, root=None) -> int:
+    """Images in a real split: the pack's own count (a GPU pack may hold a training subset), else the full set's."""
+    pack = data_root(root) / ("cifar10" if kind == "cifar" else "mnist") / ("train.npz" if train else "test.npz")
+    if pack.is_file():
+        with np.load(pack, allow_pickle=False) as z:
+            return len(z["labels"])
+    return (50_000 if kind == "cifar" else 60_000) if train else 10_000
+
+
 # disjoint index ranges of each real split: zoo training, transfer-probe training, transfer test, DEPARA probes
 _SPLITS = {"train": (True, 0), "transfer": (True, 1), "test": (False, 0), "probe": (False, 1)}
 
@@ -137,7 +146,7 @@ def make_pool(kind: str, split: str, n: int, seed: int = 0, root=None, size: int
     if kind not in ("cifar", "mnist"):
         raise ConfigError(f"unknown pool {kind!r}: synth, cifar or mnist")
     train, part = _SPLITS[split]
-    total = (50_000 if kind == "cifar" else 60_000) if train else 10_000
+    total = split_size(kind, train, root)
     perm = _rng(seed, 7402, int(train), kind == "cifar").permutation(total)
     half = total // 2
     chosen = perm[:half] if part == 0 else perm[half:]
