@@ -122,10 +122,19 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _modules() -> str:
+    """Which optional dependencies this Python has (found, not imported): a missing one explains a failure."""
+    import importlib.util
+
+    names = ("torchvision", "torch_geometric", "numpy", "PIL", "yaml", "tqdm", "scipy", "matplotlib")
+    return ", ".join(f"{n} {'yes' if importlib.util.find_spec(n) else 'NO'}" for n in names)
+
+
 def render_summary(results: list[dict], header: dict) -> str:
     lines = [f"# GPU benchmark — {header['device']}", "",
              f"torch {header['torch']}, Python {header['python']}, budget {header['budget_s']:.0f} s"
              f"{' (smoke, CPU)' if header['smoke'] else ''}, started {header['started']}", "",
+             f"modules: {header.get('modules', '?')}", "",
              "| package | status | seconds | measurement | value | unit |", "|---|---|---|---|---|---|"]
     for r in results:
         rows = r.get("rows") or []
@@ -149,7 +158,10 @@ def run_all(root: Path, out: Path, *, budget_s: float, smoke: bool = False, long
     env = _env(root, pack, data_root)
     names = packages or sorted(p.name for p in (root / "packages").iterdir() if (p / "pyproject.toml").is_file())
     # device and torch version come from the packages' reports: importing torch here would hold a CUDA context
-    header = {"device": "(from the first report)", "torch": "?", "python": sys.version.split()[0], "budget_s": budget_s,
+    if pack is not None and (pack / "pylib").is_dir():
+        sys.path.append(str(pack / "pylib"))  # as the benchmarks will see it (for the modules line only)
+    header = {"device": "(from the first report)", "torch": "?", "modules": _modules(),
+              "python": sys.version.split()[0], "budget_s": budget_s,
               "smoke": smoke, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     results: list[dict] = []
     deadline = time.monotonic() + budget_s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import stats
 
 from .method import rankdata
 
@@ -60,6 +59,8 @@ def kendall_tau(x, y) -> float:
 
 def weighted_tau(x, y) -> float:
     """Weighted Kendall tau (hyperbolic weights on the top of the rankings), as LogME reports it."""
+    from scipy import stats  # on use: a bare GPU node may lack scipy, and nothing else here needs it
+
     return float(stats.weightedtau(np.asarray(x, float), np.asarray(y, float)).statistic)
 
 
