@@ -85,7 +85,8 @@ def test_cli_corrupt_and_mismatched_checkpoints(tmp_path, capsys):
                                            "--accept-config-change"])
     assert "shape mismatch" in msg
     (out / "last.pt").write_bytes(b"not a checkpoint")
-    assert "corrupt" in _err(capsys, _train_cli, TINY + [f"--out={out}", "--resume"])
+    # (the accepted embed_dim change above is recorded in config.yaml, so going back is a change too)
+    assert "corrupt" in _err(capsys, _train_cli, TINY + [f"--out={out}", "--resume", "--accept-config-change"])
     assert "corrupt" in _err(capsys, _eval_cli, [f"--checkpoint={out / 'last.pt'}", "dataset=synthetic"])
 
 
@@ -95,7 +96,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     good = (out / "last.pt").read_bytes()
     capsys.readouterr()
     # T = 1e-45 makes the logits overflow to inf: the loss is NaN at the first new step
-    msg = _err(capsys, _train_cli, TINY + ["optim.steps=4", "loss.temperature=1e-45", f"--out={out}", "--resume"])
+    msg = _err(capsys, _train_cli, TINY + ["optim.steps=4", "loss.temperature=1e-45", f"--out={out}", "--resume",
+                                           "--accept-config-change"])
     assert "loss became nan at step 3" in msg
     assert (out / "last.pt").read_bytes() == good
 

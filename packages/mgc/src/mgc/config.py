@@ -151,7 +151,9 @@ class TrainConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    amp: bool = True  # bf16 autocast on CUDA
+    amp: bool = True  # autocast to `precision` (bf16 | fp16 | fp32, RunConfig) on CUDA; false = fp32
+    compile: bool = False  # torch.compile the MGC forward (Module.compile: state_dict names unchanged)
+    compile_backend: str = "inductor"  # e.g. aot_eager for a quick CPU check of the captured graphs
     ckpt_every: int = 0
     log_every: int = 10
 

@@ -61,14 +61,20 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float, weights: torc
     pair_weighting: "none" = mean over rows with w > 0; "w" = sum w CE / sum w (the apparent intent);
     "official" = mean over all rows, padding included (the released code, whose w-weighting is a no-op).
     """
-    if q.dtype in (torch.float16, torch.bfloat16):  # the softmax runs in fp32 under autocast
-        q, k = q.float(), k.float()
-    logits = F.normalize(q, dim=1) @ F.normalize(k.to(q.dtype), dim=1).T / temperature
-    if mask is not None and mask.any():
+    # logits and softmax in fp32: autocast would run the matmul in bf16 again even on fp32 inputs, and a bf16
+    # logit at 1/T = 10 has a step of 0.06, so autocast is switched off here
+    dt = torch.promote_types(q.dtype, torch.float32)  # fp32, or fp64 when given fp64
+    with torch.autocast(q.device.type, enabled=False):
+        logits = F.normalize(q.to(dt), dim=1) @ F.normalize(k.to(dt), dim=1).T / temperature
+    return _reduce_nce(logits, q.shape[0], weights, pair_weighting, offset, mask)
+
+
+def _reduce_nce(logits, n, weights, pair_weighting, offset, mask):
+    if mask is not None:  # an all-false mask is a no-op; `mask.any()` would sync with the host
         full = torch.zeros_like(logits, dtype=torch.bool)
         full[:, offset:offset + mask.shape[1]] = mask
         logits = logits.masked_fill(full, float("-inf"))
-    labels = torch.arange(q.shape[0], device=q.device) + offset
+    labels = torch.arange(n, device=logits.device) + offset
     ce = F.cross_entropy(logits, labels, reduction="none")
     if pair_weighting == "official" or weights is None:
         return ce.mean()

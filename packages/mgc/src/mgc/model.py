@@ -2,8 +2,6 @@
 per granularity (spec 2.3), and the forward pass of spec 2.4 / 2.6."""
 from __future__ import annotations
 
-import copy
-
 import torch
 from tenfold import distributed
 from tenfold.nets import VisionTransformer
@@ -53,6 +51,15 @@ def _redraw_linears(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def _copy_head(head: nn.Sequential, cfg: ModelConfig) -> nn.Sequential:
+    """A copy of a projector (what copy.deepcopy gave, which fake CUDA tensors refuse): built under a forked RNG,
+    so the global random stream, hence every later initialisation, is the same as with deepcopy."""
+    with torch.random.fork_rng(devices=[]):
+        twin = mlp_head(cfg.embed_dim, cfg.proj_hidden, cfg.out_dim, 3)
+    twin.load_state_dict(head.state_dict())
+    return twin.to(next(head.parameters()).device)
+
+
 class MGC(nn.Module):
     def __init__(self, model: ModelConfig, loss: LossConfig | None = None):
         super().__init__()
@@ -65,7 +72,7 @@ class MGC(nn.Module):
                                         for _ in self.levels)
         self.predictors = nn.ModuleList(mlp_head(model.out_dim, model.pred_hidden, model.out_dim, 2)
                                         for _ in self.levels)
-        self.momentum_projectors = nn.ModuleList(copy.deepcopy(p) for p in self.projectors)
+        self.momentum_projectors = nn.ModuleList(_copy_head(p, model) for p in self.projectors)
         self.momentum_encoder.load_state_dict(self.base_encoder.state_dict())
         if model.momentum_init == "official":
             # the reference copies base -> momentum and then re-initialises every Linear of the whole

@@ -1,4 +1,4 @@
-"""MGC pre-training on the tenfold step loop (spec 2.5, 2.6): exact resume, DDP, bf16 on CUDA."""
+"""MGC pre-training on the tenfold step loop (spec 2.5, 2.6): exact resume, DDP, cfg.precision on CUDA."""
 from __future__ import annotations
 
 import math
@@ -18,7 +18,7 @@ from .method import clip_per_parameter, lr_at, momentum_at
 from .model import MGC
 from .views import MGCViews, TwoViewBoxTransform, render
 
-__all__ = ["build", "param_groups", "train", "KIND"]
+__all__ = ["build", "param_groups", "train", "optimize_step", "maybe_compile", "KIND"]
 
 KIND = "mgc"
 
@@ -31,6 +31,31 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_bias: bool) -
     no = [p for n, p in named if p.ndim <= 1 or n.endswith("cls_token") or n.endswith("pos_embed")]
     yes = [p for n, p in named if not (p.ndim <= 1 or n.endswith("cls_token") or n.endswith("pos_embed"))]
     return [{"params": yes, "weight_decay": weight_decay}, {"params": no, "weight_decay": 0.0}]
+
+
+def optimize_step(ddp: nn.Module, opt: torch.optim.Optimizer, scaler, trainable: list, x1, x2, corr, m: float,
+                  cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """One MGC update (also what bench/gpu.py times): forward under cfg.precision's autocast (fp32 when
+    cfg.amp is false), backward through the fp16 loss scaler where needed, per-parameter clip after unscaling
+    (pitfall 11), optimizer step. No host sync: the loss stays a device tensor."""
+    with runtime.autocast(device, cfg.precision, enabled=cfg.amp):
+        loss, info = ddp(x1, x2, corr, m)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.optim.clip_grad > 0:
+        scaler.unscale_(opt)
+        clip_per_parameter(trainable, cfg.optim.clip_grad)
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach(), info
+
+
+def maybe_compile(model: MGC, cfg: TrainConfig) -> MGC:
+    """cfg.compile: torch.compile the whole MGC forward in place (Module.compile keeps the state_dict names, so
+    checkpoints and exports are unchanged); cfg.compile_backend picks the backend (inductor on GPU)."""
+    if cfg.compile:
+        model.compile(backend=cfg.compile_backend)
+    return model
 
 
 def build(cfg: TrainConfig, device: torch.device):
@@ -71,9 +96,10 @@ def train(cfg: TrainConfig, resume: str | None = None, stop_at: int | None = Non
     if distributed.is_main():
         config_mod.save(cfg, out / "config.yaml")
     model, opt, ds, per_rank, total, warm, lr = build(cfg, device)
-    ddp = distributed.wrap(model, device)
+    ddp = distributed.wrap(maybe_compile(model, cfg), device)
     o = cfg.optim
     trainable = [p for p in model.parameters() if p.requires_grad]
+    scaler = runtime.grad_scaler(device, cfg.precision if cfg.amp else "fp32")
 
     def batches(epoch: int, start: int):
         return tdata.make_loader(ds, per_rank, seed=cfg.seed, epoch=epoch, start_batch=start,
@@ -88,16 +114,13 @@ def train(cfg: TrainConfig, resume: str | None = None, stop_at: int | None = Non
         m = momentum_at(step, total, o.momentum)
         x1, x2 = render(views, cfg.augment, device)
         corr = [tuple(t.to(device, non_blocking=True) for t in c) for c in views["corr"]]
-        with runtime.autocast(device, cfg.amp):
-            loss, info = ddp(x1, x2, corr, m)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if o.clip_grad > 0:
-            clip_per_parameter(trainable, o.clip_grad)
-        opt.step()
-        return {"loss": loss.detach(), "lr": cur_lr, "momentum": m, **info}
+        loss, info = optimize_step(ddp, opt, scaler, trainable, x1, x2, corr, m, cfg, device)
+        return {"loss": loss, "lr": cur_lr, "momentum": m, **info}
 
-    trainer = Trainer(out, kind=KIND, config=cfg, stateful={"model": model, "opt": opt}, total_steps=total,
+    stateful = {"model": model, "opt": opt}
+    if scaler.is_enabled():  # fp16 only: its loss scale is part of an exact resume
+        stateful["scaler"] = scaler
+    trainer = Trainer(out, kind=KIND, config=cfg, stateful=stateful, total_steps=total,
                       batches=batches, ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, desc="mgc")
     resumed = trainer.maybe_resume(resume)
     monitor = _KnnMonitor(cfg, model, device) if _labelled(cfg) else None
