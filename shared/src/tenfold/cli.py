@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,12 +15,13 @@ from .errors import RunStopped, TenfoldError
 
 __all__ = ["base_parser", "parse_args", "parse_config", "prepare_run", "main_guard", "HelpFormatter"]
 
-EPILOG = ("Any config field can be overridden as KEY=VALUE with dotted keys, e.g. optim.lr=0.05 "
-          "model.depth=6. Unknown keys and wrong types are rejected with the closest valid key.")
+EPILOG = ("Any config key below can be overridden as KEY=VALUE (dotted for nested keys); unknown keys, wrong "
+          "types and out-of-range values are rejected with one line.")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: X)' only where there is a default worth showing."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' only where there is a default worth showing; the epilog (config keys, examples)
+    keeps its line breaks."""
 
     def _get_help_string(self, action):
         if action.default is None or action.default is argparse.SUPPRESS or action.default is False:
@@ -28,23 +30,33 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def base_parser(prog: str, description: str, config_required: bool = False, schema=None,
-                defaults: str = "", train: bool = False, package: str = "") -> argparse.ArgumentParser:
-    """The common flags. With `schema` (a config dataclass) the epilog lists every key with its default;
-    `defaults` says where those defaults come from. `train=True` marks a training CLI: its --out is protected
+                defaults: str = "", train: bool = False, package: str = "",
+                examples: list[str] | None = None) -> argparse.ArgumentParser:
+    """The common flags. With `schema` (a config dataclass) the epilog lists every key with its type and default;
+    `defaults` says where those defaults come from. The help ends with two example commands (`examples`, else
+    made from the package's demo config and a step/epoch key); a test parses each of them.
+    `train=True` marks a training CLI: its --out is protected
     (see tenfold.rundir) and it gets --overwrite, --resume-if-exists and --accept-config-change."""
-    epilog = EPILOG
-    if schema is not None:
-        epilog += f" Config keys (defaults{' = ' + defaults if defaults else ''}): " + \
-            "; ".join(config_mod.flat_defaults(schema)) + "."
     package = package or _caller_package()
-    p = Parser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
+    epilog = textwrap.fill(EPILOG, 118)
+    if schema is not None:
+        epilog += f"\n\nconfig keys (defaults{' = ' + defaults if defaults else ''}):\n" + \
+            "\n".join(f"  {line}" for line in config_mod.typed_defaults(schema))
+    examples = examples if examples is not None else _examples(prog, package, schema, train)
+    if examples:
+        epilog += "\n\nexamples:\n" + "\n".join(f"  {e}" for e in examples)
+    p = argparse.ArgumentParser(prog=prog, description=textwrap.fill(" ".join(description.split()), 118),
+                                epilog=epilog, formatter_class=HelpFormatter)
     p.set_defaults(tenfold_package=package)
-    p.add_argument("--config", "-c", required=config_required,
+    # `type` resolves a shipped config's name to its path as soon as the option is read (before --help acts)
+    p.add_argument("--config", "-c", required=config_required, type=functools.partial(configs.resolve, package),
                    help="YAML config: a path, or the name of a config shipped with the package (e.g. demo; "
                         "see --list-configs); defaults apply to missing keys")
     p.add_argument("--list-configs", action=_ListConfigs, package=package,
                    help="list the configs shipped with this package, one line each, and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (file + overrides + flags) as YAML and exit")
     p.add_argument("--out", help="run directory (config.yaml, metrics.jsonl, last.pt, summary.json)")
     p.add_argument("--resume", nargs="?", const="auto",
                    help="continue exactly from a checkpoint file or run directory; bare --resume uses <out>/last.pt"
@@ -64,6 +76,42 @@ def base_parser(prog: str, description: str, config_required: bool = False, sche
     return p
 
 
+# keys that make a good second example (a shorter or longer run), first match wins
+_EXAMPLE_KEYS = ("max_steps", "optim.steps", "steps", "fl.rounds", "rounds", "kd.epochs", "epochs", "optim.epochs",
+                 "train.epochs", "gan.iters")
+
+
+def _demo_config(prog: str, package: str, schema):
+    """The shipped config an example should use: demo_<command> (demo_teacher for x-teacher), else demo, if its
+    keys fit this command's schema."""
+    found = configs.shipped(package) if package else {}
+    for name in (f"demo_{prog.rsplit('-', 1)[-1]}", "demo"):
+        if name in found:
+            try:
+                data = config_mod.read_yaml(found[name])
+                if schema is not None:
+                    config_mod.check_keys(schema, data)
+                return name, data
+            except TenfoldError:
+                continue
+    return None, {}
+
+
+def _examples(prog: str, package: str, schema, train: bool) -> list[str]:
+    name, data = _demo_config(prog, package, schema)
+    base = f"{prog} --config {name}" if name else prog
+    out = f" --out runs/{prog.split('-')[0] if train and name == 'demo' else prog}-demo"
+    first = base + out
+    if schema is None:
+        return [first, f"{prog} --help"]
+    keys = {**config_mod.flat_values(schema), **config_mod.flat_values_of(data)}
+    key = next((k for k in _EXAMPLE_KEYS if k in keys and isinstance(keys[k], int) and not isinstance(keys[k], bool)),
+               None)
+    second = base + (f" {key}={max(int(keys[key]) * 2, 2)}" if key else "") + out + \
+        (" --resume-if-exists" if train else " --print-config")
+    return [first, second]
+
+
 def _caller_package() -> str:
     """The top-level package of base_parser's caller (its shipped configs are looked up by name)."""
     frame = sys._getframe(2)
@@ -71,16 +119,6 @@ def _caller_package() -> str:
         frame = frame.f_back
     name = (frame.f_globals.get("__package__") or frame.f_globals.get("__name__", "")) if frame else ""
     return name.split(".")[0] if name and name != "__main__" else ""
-
-
-class Parser(argparse.ArgumentParser):
-    """ArgumentParser that turns `--config NAME` into the path of the package's shipped config."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        ns, rest = super().parse_known_args(args, namespace)
-        if getattr(ns, "config", None):
-            ns.config = configs.resolve(getattr(ns, "tenfold_package", ""), ns.config)
-        return ns, rest
 
 
 class _ListConfigs(argparse.Action):
@@ -111,13 +149,23 @@ def parse_config(schema, args: argparse.Namespace):
         if val is not None:
             overrides.append(f"{key}={val}")
     cfg = config_mod.load(schema, args.config, overrides)
+    _maybe_print(cfg, args)
     prepare_run(cfg, args)
     return cfg
+
+
+def _maybe_print(cfg, args: argparse.Namespace) -> None:
+    if getattr(args, "print_config", False):
+        import yaml
+
+        print(yaml.safe_dump(config_mod.to_dict(cfg), sort_keys=False), end="")
+        sys.exit(0)
 
 
 def prepare_run(cfg, args: argparse.Namespace) -> None:
     """For training parsers: protect --out and settle args.resume (None, 'auto' or a path) before the run
     writes anything; see tenfold.rundir. A no-op for parsers built without train=True."""
+    _maybe_print(cfg, args)
     if not getattr(args, "tenfold_train", False) or getattr(args, "tenfold_prepared", False):
         return
     args.resume = rundir.prepare(cfg, args.resume, overwrite=args.overwrite, if_exists=args.resume_if_exists,

@@ -20,7 +20,7 @@ import yaml
 from .errors import ConfigError
 
 __all__ = ["RunConfig", "bounded", "positive", "nonnegative", "probability", "load", "read_yaml", "from_dict",
-           "to_dict", "flat_defaults", "save", "apply_overrides"]
+           "to_dict", "flat_defaults", "flat_values", "typed_defaults", "check_keys", "save", "apply_overrides"]
 
 
 @dataclasses.dataclass
@@ -200,6 +200,46 @@ def flat_defaults(schema) -> list[str]:
     return list(flat(to_dict(schema())))
 
 
+def flat_values(schema) -> dict:
+    """{dotted key: default} of a config dataclass."""
+    return flat_values_of(to_dict(schema()))
+
+
+def flat_values_of(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (data or {}).items():
+        if isinstance(v, dict):
+            out.update(flat_values_of(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def typed_defaults(schema, prefix: str = "") -> list[str]:
+    """'key: type = default' for every field of a config dataclass (nested keys dotted), for --help."""
+    out = []
+    hints = _hints(schema)
+    obj = schema()
+    for f in dataclasses.fields(schema):
+        if not f.init:
+            continue
+        tp, value = hints[f.name], getattr(obj, f.name)
+        if dataclasses.is_dataclass(tp):
+            out += typed_defaults(tp, f"{prefix}{f.name}.")
+            continue
+        rng = f.metadata.get("range")
+        bound = ""
+        if rng:
+            gt, ge, le, lt = rng
+            parts = [p for p in ((f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else ""),
+                                 (f"<= {le}" if le is not None else f"< {lt}" if lt is not None else "")) if p]
+            bound = f" ({' and '.join(parts)})"
+        shown = to_dict(value) if dataclasses.is_dataclass(value) else value
+        name = str(tp).replace("typing.", "") if typing.get_origin(tp) is not None else _type_name(tp)
+        out.append(f"{prefix}{f.name}: {name} = {shown}{bound}")
+    return out
+
+
 def _parse_value(text: str):
     try:
         return yaml.safe_load(text) if text != "" else ""
@@ -252,6 +292,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", m)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+def check_keys(cls, data: dict) -> dict:
+    """Raise ConfigError for a key `cls` does not have (at any depth), without building the config."""
+    return _merge_defaults(cls, data)
 
 
 def read_yaml(path: str | os.PathLike | None) -> dict:

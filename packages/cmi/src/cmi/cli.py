@@ -47,7 +47,8 @@ def distill_parser() -> argparse.ArgumentParser:
                     "alone (CMI or a baseline) and distil it into the student; evaluates on the real test set. "
                     "Main keys: teacher.path, student.arch, data.dataset, synth.{batch_size,g_steps,lr_g,bn,oh,adv,cr,"
                     "cr_T,bank_size,n_neg,head_dim,feature_layers}, kd.{epochs,ep_steps,kd_steps,batch_size,lr,T,"
-                    "init_pool} (table in the package README; defaults = the paper's scratch-CMI script).", train=True)
+                    "init_pool} (table in the package README; defaults = the paper's scratch-CMI script).", train=True,
+                    schema=DistillConfig)
     p.add_argument("--method", choices=METHODS,
                    help="cmi (contrastive model inversion), deepinversion, dafl, zskt, dfq, dfad (baselines, their "
                         "reference settings are applied first), vanilla (KD on real training images: the upper "
@@ -69,7 +70,8 @@ def distill_main(argv=None):
 def synthesize_main(argv=None):
     p = base_parser("cmi-synthesize", "Invert the teacher only (CMI or DeepInversion, no student) and export the "
                     "images as <out>/pool.npz (+ PNGs with png=true), e.g. as a pre-inverted warm start for "
-                    "cmi-distill kd.init_pool=<out>/pool.npz.", train=True)
+                    "cmi-distill kd.init_pool=<out>/pool.npz.", train=True,
+                    schema=SynthesizeConfig)
     p.add_argument("--method", choices=["cmi", "deepinversion"], help="synthesizer (default: cmi)")
     args = p.parse_intermixed_args(argv)
     overrides = _common_overrides(args)
@@ -86,7 +88,8 @@ def synthesize_main(argv=None):
 def teacher_main(argv=None):
     p = base_parser("cmi-teacher", "Train a teacher (or a 'student from scratch') on real data, the reference "
                     "train_scratch.py; writes <out>/teacher.pt + teacher.json usable as teacher.path. Works under "
-                    "torchrun.", train=True)
+                    "torchrun.", train=True,
+                    schema=TeacherTrainConfig)
     args = p.parse_intermixed_args(argv)
     cfg = config_mod.load(TeacherTrainConfig, args.config, _common_overrides(args))
     prepare_run(cfg, args)

@@ -32,7 +32,8 @@ __all__ = ["zoo_main", "score_main", "select_main"]
 
 
 def _setup(prog: str, description: str, argv, extra=None):
-    p = base_parser(prog, description, train=prog == "depara-zoo")
+    p = base_parser(prog, description, train=prog == "depara-zoo",
+                    schema=DeparaConfig)
     if extra:
         extra(p)
     args = p.parse_args(argv)

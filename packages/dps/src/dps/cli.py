@@ -30,7 +30,8 @@ def _model_overrides(args) -> None:
 def train_parser():
     p = base_parser("dps-train", "Train DPS (GAS + TDS samplers, fusion) or a TGAT baseline on temporal link "
                     "prediction: split, fit α (TDS), pretrain GAS + top-K table, train with early stopping, "
-                    "test AUC/AP/accuracy/F1. Artifacts, checkpoints and summary.json go to --out.", train=True)
+                    "test AUC/AP/accuracy/F1. Artifacts, checkpoints and summary.json go to --out.", train=True,
+                    schema=DPSConfig)
     p.add_argument("--model", choices=list(MODEL_CHOICES),
                    help="dps = GAS+TDS with fusion (the paper); tgat / tgat-uniform = TGAT with uniform "
                         "sampling; tgat-recent = most-recent sampling; tds / gas = single-sampler ablations "
@@ -67,7 +68,10 @@ def _load_run(path: str):
 @main_guard
 def eval_main(argv=None):
     p = base_parser("dps-eval", "Evaluate a trained DPS/TGAT run on its val or test split with fixed "
-                    "negatives (random, historical or inductive); prints AUC, AP, accuracy and F1.")
+                    "negatives (random, historical or inductive); prints AUC, AP, accuracy and F1.",
+                    schema=DPSConfig,
+                    examples=["dps-eval --run runs/dps-demo --split test --out runs/dps-demo-eval",
+                              "dps-eval --run runs/dps-demo --negatives historical --out runs/dps-demo-eval-hist"])
     p.add_argument("--run", required=True, help="dps-train run directory (holding model.pt) or a model.pt file")
     p.add_argument("--split", choices=["val", "test"], default="test", help="which split to score")
     p.add_argument("--negatives", choices=["random", "historical", "inductive"],
@@ -124,7 +128,8 @@ def eval_main(argv=None):
 @main_guard
 def fit_decay_main(argv=None):
     p = base_parser("dps-fit-decay", "Fit the per-node time-decay rates α_u of TDS by maximum likelihood on "
-                    "the training graph's repeated interactions (scipy bounded minimiser) and save them.")
+                    "the training graph's repeated interactions (scipy bounded minimiser) and save them.",
+                    schema=DPSConfig)
     p.add_argument("--print-top", type=int, default=5, help="print the nodes with the most fitted terms")
     args = p.parse_args(argv)
     cfg = parse_config(DPSConfig, args)

@@ -16,7 +16,8 @@ def train_main(argv: list[str] | None = None) -> int:
     p = base_parser("fedmgd-train", "Train FedMGD (global conditional GAN + federated enhancement) or a baseline "
                     "(FedAvg, FedProx, SCAFFOLD, FedLC, Local) on a label-skewed partition. Clients are simulated "
                     "in one process; under torchrun they are spread over the ranks (client k on rank k % world).",
-                    train=True)
+                    train=True,
+                    schema=FedMGDConfig)
     p.add_argument("--method", choices=METHODS, help="federated method (sets fl.method)")
     p.add_argument("--seeds", type=int, nargs="+",
                    help="independent runs (fresh models, own Stage 1) in <out>/seed<s>; summary.json gets mean +- std")
@@ -36,7 +37,8 @@ def train_main(argv: list[str] | None = None) -> int:
 @main_guard
 def partition_main(argv: list[str] | None = None) -> int:
     p = base_parser("fedmgd-partition", "Draw the configured partition of the pool, print the per-client label "
-                    "histogram and save it as a stacked bar plot (<out>/partition.png) plus partition.json.")
+                    "histogram and save it as a stacked bar plot (<out>/partition.png) plus partition.json.",
+                    schema=FedMGDConfig)
     p.add_argument("--png", help="where to save the plot (default <out>/partition.png)")
     args = p.parse_intermixed_args(argv)  # KEY=VALUE overrides may come before and after flags
     cfg = parse_config(FedMGDConfig, args)

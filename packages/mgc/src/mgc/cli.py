@@ -24,7 +24,8 @@ def train_main(argv: list[str] | None = None) -> None:
 def _train_cli(argv: list[str] | None = None) -> dict:
     p = tcli.base_parser("mgc-train", "MGC pre-training: contrast corresponding regions of two overlapping crops at "
                          "several granularities (token, 2x2 cell, scene cell) with a momentum ViT encoder. "
-                         "Single process, or several GPUs/nodes with torchrun.", train=True)
+                         "Single process, or several GPUs/nodes with torchrun.", train=True,
+                         schema=TrainConfig)
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop (and checkpoint) after this many optimizer steps, e.g. to test --resume")
     args = p.parse_args(argv)
@@ -71,7 +72,11 @@ def eval_main(argv: list[str] | None = None) -> None:
 def _eval_cli(argv: list[str] | None = None) -> dict:
     p = tcli.base_parser("mgc-eval", "Evaluate a pre-trained MGC backbone: weighted kNN and linear probe on "
                          "mean-pooled patch tokens, and dense correspondence retrieval between two views "
-                         "(share of view-1 tokens whose nearest view-2 token overlaps them).")
+                         "(share of view-1 tokens whose nearest view-2 token overlaps them).",
+                         schema=EvalConfig,
+                         examples=["mgc-eval --checkpoint runs/mgc-demo dataset=synthetic --out runs/mgc-demo-eval",
+                                   "mgc-eval --checkpoint runs/mgc-demo/last.pt dataset=cifar10 probe_epochs=10 "
+                                   "--out runs/mgc-demo-eval-cifar"])
     p.add_argument("--checkpoint", help="training run dir / last.pt, or an mgc-export .pt "
                    "(same as the override checkpoint=PATH)")
     args = p.parse_args(argv)

@@ -90,7 +90,8 @@ def evaluate(argv: list[str] | None = None) -> None:
 @main_guard
 def teacher(argv: list[str] | None = None) -> None:
     p = base_parser("netgraft-teacher", "Train a VGG16-blockwise (or other) teacher with labels; writes "
-                    "<out>/teacher.pt (plain state_dict) and teacher.json for model.teacher_ckpt.", train=True)
+                    "<out>/teacher.pt (plain state_dict) and teacher.json for model.teacher_ckpt.", train=True,
+                    schema=TeacherConfig)
     args = parse_args(p, argv)
     cfg = parse_config(TeacherConfig, args)
     print(json.dumps(train_teacher(cfg, resume=args.resume)))

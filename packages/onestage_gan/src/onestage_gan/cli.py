@@ -15,7 +15,8 @@ def train(argv: list[str] | None = None) -> None:
     p = base_parser("osgan-train", "Train a GAN in one stage (one forward/backward updates G and D: gradient "
                     "reversal for symmetric losses, per-sample gradient scaling for asymmetric ones) or in the "
                     "usual two stages; --task kd runs data-free adversarial distillation (DFAD) the same way.",
-                    train=True)
+                    train=True,
+                    schema=OSGANConfig)
     p.add_argument("--mode", choices=["one", "two"], help="one-stage (default) or the two-stage baseline")
     p.add_argument("--loss", help="minimax | wgan | nonsaturating | lsgan | hinge")
     p.add_argument("--task", choices=["gan", "kd"], help="gan (default) or kd (generator vs student, fixed teacher)")
