@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import torch
@@ -129,12 +128,10 @@ def train(cfg: TrainConfig, resume: str | None = None, stop_at: int | None = Non
         if monitor is not None and cfg.monitor.knn_every and state.step % cfg.monitor.knn_every == 0:
             trainer.logger.log(state.step, **monitor())
 
-    t0 = time.perf_counter()
     trainer.run(step_fn, stop_at=stop_at, on_step_end=on_step_end)
-    elapsed = time.perf_counter() - t0
     summary = {"steps": trainer.state.step, "total_steps": total, "resumed": resumed,
                "final_loss": trainer.last_metrics.get("loss", math.nan),
-               "pairs_per_s": trainer.samples_per_s, "seconds": elapsed, "device": str(device),
+               "pairs_per_s": trainer.samples_per_s, "seconds": trainer.elapsed_s, "device": str(device),
                "world_size": distributed.world_size(), "lr": lr}
     summary.update({k: v for k, v in trainer.last_metrics.items() if k.startswith("loss_c")})
     if monitor is not None and cfg.monitor.final_eval and trainer.state.step >= total:
