@@ -11,9 +11,9 @@ The GPU node has no network and at most 64 MiB may be brought along (working tre
                                    the JSON gains stored_dtype and pack_test_top1, re-measured on data/cifar10
     pylib/yaml/                    pure-Python PyYAML, a fallback at the END of PYTHONPATH for nodes without it
     MANIFEST.json                  what was packed, sizes, the teacher checks
-and refuses to finish over --limit-mib (56 by default). `--small` writes the same layout with a few images per
-class (the CI smoke test of this step); its teacher check compares float16 with the float32 original on those
-images instead of the JSON's full-test-set value.
+and refuses to finish over --limit-mib (56 by default). `--small` writes the same layout with 10 test and 100 training
+images per class and 2000 events per graph (the CI smoke test of this step, and the smoke runs' data); its teacher
+check compares float16 with the float32 original on those test images instead of the JSON's full-test-set value.
 """
 from __future__ import annotations
 
@@ -175,13 +175,13 @@ def build_pack(dest: Path, data_root: Path, models_root: Path, *, small: bool = 
     man: dict = {"created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "small": small, "data": {},
                  "missing": [], "torch": torch.__version__}
     c10 = data_root / "cifar10"
-    for split, per in (("test", few), ("train", 20 if small else train_per_class)):
+    for split, per in (("test", few), ("train", 100 if small else train_per_class)):
         if (c10 / f"{split}.npz").is_file():
             man["data"][f"cifar10/{split}"] = subset_jpeg_pack(c10 / f"{split}.npz", data_dest / "cifar10" /
                                                                f"{split}.npz", per)
         else:
             man["missing"].append(f"cifar10/{split}.npz")
-    for split, per in (("test", few), ("train", 20 if small else mnist_per_class)):
+    for split, per in (("test", few), ("train", 100 if small else mnist_per_class)):
         src = data_root / "mnist" / f"{split}.npz"
         if src.is_file():
             man["data"][f"mnist/{split}"] = _subset_array_pack(src, data_dest / "mnist" / f"{split}.npz", per)
