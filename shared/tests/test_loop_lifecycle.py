@@ -117,3 +117,16 @@ def test_plain_progress_prints_at_the_interval(monkeypatch, capsys):
         bar.update(1)
     bar.close()
     assert capsys.readouterr().err == ""
+
+
+def test_plain_progress_line_at_each_evaluation(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TENFOLD_PROGRESS_EVERY", "3600")  # no interval lines: only evaluations print
+    t, _, s = _build(tmp_path / "a", TinyCfg())
+
+    def on_step_end(state, metrics):
+        if state.step % 6 == 0:
+            t.logger.log(state.step, test_acc=0.5)
+
+    t.run(s, on_step_end=on_step_end)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "evaluation" in ln]
+    assert len(lines) == 2 and "step 6/12" in lines[0] and "test_acc=0.5" in lines[0]

@@ -27,7 +27,7 @@ from torch import nn
 from . import checkpoint, distributed, runtime, signals
 from . import config as config_mod
 from .errors import CheckpointError, NonFiniteLossError
-from .meters import MetricLogger, Throughput, progress
+from .meters import MetricLogger, PlainProgress, Throughput, progress
 
 __all__ = ["LoopState", "Trainer", "assert_finite"]
 
@@ -173,7 +173,13 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
                                      if isinstance(v, float) and k not in ("time",)}, refresh=False)
                 if on_step_end is not None:
+                    logged = self.logger.count
                     on_step_end(self.state, last)
+                    if self.logger.count != logged and isinstance(bar, PlainProgress):
+                        # the callback logged an evaluation: show it in a progress line at once
+                        bar.set_postfix({**bar.postfix, **{k: v for k, v in self.logger.last.items()
+                                                          if k not in ("time", "step")}})
+                        bar.line("evaluation")
                 if self.ckpt_every and self.state.step % self.ckpt_every == 0:
                     self.save()
                 signals.check(self.save, f"step {self.state.step}/{self.total_steps}")

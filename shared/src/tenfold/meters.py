@@ -115,6 +115,7 @@ class MetricLogger:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / filename
         self.enabled = distributed.is_main()
+        self.count, self.last = 0, {}  # records logged by this process (a loop notices evaluations by them)
         if self.enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -123,6 +124,8 @@ class MetricLogger:
         if step is not None:
             rec["step"] = step
         rec.update({k: _clean(v) for k, v in metrics.items()})
+        self.count += 1
+        self.last = rec
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
