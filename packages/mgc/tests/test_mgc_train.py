@@ -164,3 +164,18 @@ def test_image_folder_pool_gives_views_and_correspondences(tmp_path):
     with pytest.raises(Exception, match="not found"):
         pretrain_images(load(TrainConfig, None, TINY + [f"data.path={tmp_path / 'nope'}",
                                                         "data.dataset=image_folder"]).data)
+
+
+def test_paper_evaluation_uses_full_splits():
+    """#18: mgc-eval and the GPU/paper configs evaluate on the whole train bank and test set; the class-balanced
+    5,000 / 1,000 subsets are the CPU proofs' explicit choice."""
+    from mgc.config import EvalConfig
+    from mgc.data import labelled_split
+
+    assert (EvalConfig().bank, EvalConfig().test) == (0, 0)
+    for name in ("cifar10_vit_tiny_gpu", "cifar10_vit_tiny_gpu_global"):
+        cfg = load(TrainConfig, PKG / "configs" / f"{name}.yaml")
+        assert (cfg.monitor.bank, cfg.monitor.test) == (0, 0), name
+    bank, test = labelled_split("synthetic", None, 0, 0, synthetic_n=60)
+    sub, _ = labelled_split("synthetic", None, 20, 10, synthetic_n=60)
+    assert len(bank) > len(sub) == 20 and len(test) > 10

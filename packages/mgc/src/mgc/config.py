@@ -136,7 +136,7 @@ class OptimConfig:
 class MonitorConfig:
     """Online kNN monitor on labelled data sets (cifar10/100, stl10, synthetic)."""
     knn_every: int = 0  # steps; 0 = only at the end
-    bank: int = 5000
+    bank: int = 5000  # class-balanced subsets for the online monitor; 0 = the whole split (the GPU/paper configs)
     test: int = 1000
     final_eval: bool = True
 
@@ -170,8 +170,9 @@ class EvalConfig(RunConfig):
     checkpoint: str = ""  # a training run dir / last.pt, or an exported backbone .pt (JSON beside it)
     encoder: Literal["base", "momentum"] = "base"
     dataset: Literal["cifar10", "cifar100", "stl10", "synthetic"] = "cifar10"
-    bank: int = 5000  # class-balanced kNN bank / linear-probe train set from the train split
-    test: int = 1000  # class-balanced test images
+    bank: int = 0  # kNN bank / linear-probe train set: 0 = the whole train split (the paper's protocol); N > 0 =
+    #                a class-balanced subset of N (the CPU proofs: 5000)
+    test: int = 0  # test images: 0 = the whole test split; N > 0 = a class-balanced subset
     knn_k: int = 20
     knn_t: float = 0.07
     probe_epochs: int = nonnegative(50)
