@@ -249,3 +249,24 @@ def test_featureless_graphs_hold_no_zero_edge_table():
     s = FullHistorySampler(csr, 10)
     a.eval(), b.eval()
     assert torch.equal(a.embed(nodes, qt, [s]), b.embed(nodes, qt, [s]))
+
+
+def test_jodie_like_stream_is_heavy_tailed_and_valid():
+    from dps.data import jodie_like_stream
+
+    s = jodie_like_stream(20_000, 900, 100, edge_dim=4, seed=1)
+    d = s.data
+    assert (d.t[1:] >= d.t[:-1]).all() and d.msg.shape == (20_000, 4)
+    assert int(d.src.min()) >= 1 and int(d.src.max()) <= 900 and int(d.dst.min()) > 900
+    assert int(d.dst.max()) <= s.num_nodes == 1000
+    deg = torch.bincount(torch.cat([d.src, d.dst]), minlength=1001)[1:].double()
+    assert deg.max() > 20 * deg.mean()  # heavy tail: the top node has far more events than the average
+    users = d.src.numpy()
+    repeat = np.mean([a == b for a, b in zip(*_consecutive_items(users, d.dst.numpy()))])
+    assert repeat > 0.5  # p_repeat = 0.6 plus chance repeats of popular items
+
+
+def _consecutive_items(users, items):
+    order = np.argsort(users, kind="stable")
+    same = users[order][1:] == users[order][:-1]
+    return items[order][1:][same], items[order][:-1][same]

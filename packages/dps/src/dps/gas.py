@@ -144,7 +144,7 @@ class GASScorer:
     depends on t*, so a selection costs O(history · D_t) and never materialises [queries, history, d_m]."""
 
     @torch.no_grad()
-    def __init__(self, model: LinkModel, csr: TemporalCSR, chunk: int = 1 << 18):
+    def __init__(self, model: LinkModel, csr: TemporalCSR, chunk: int = 1 << 16):
         enc = model.encoder
         attn = enc.attn[0][0]
         d, de = enc.dim, attn.edge_dim
