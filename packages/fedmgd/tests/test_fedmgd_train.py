@@ -157,9 +157,9 @@ def test_distributed_two_gloo_ranks_match_simulated(tiny_cfg, tmp_path):
 
     sim = run(tiny_cfg(out="sim"), log=_quiet)["S"]
     out = mp.Manager().dict()
-    # fork: the ranks inherit the imported modules (a spawned rank re-imports torch, ~20 s on a loaded machine)
+    # spawn, not fork: a parent that has run autograd on a worker thread (the deadline tests) cannot fork safely
     mp.start_processes(_rank_worker, args=(2, str(tmp_path / "store"), tiny_cfg(out="dist"), out), nprocs=2,
-                       join=True, start_method="fork")
+                       join=True, start_method="spawn")
     # each rank loaded only the images of its own clients (client k on rank k % 2)
     assert out["hosted0"] == [0, 2] and out["hosted1"] == [1]
     assert (tmp_path / "dist" / "last.rank1.pt").is_file()
