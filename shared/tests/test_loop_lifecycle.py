@@ -130,3 +130,25 @@ def test_plain_progress_line_at_each_evaluation(tmp_path, monkeypatch, capsys):
     t.run(s, on_step_end=on_step_end)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "evaluation" in ln]
     assert len(lines) == 2 and "step 6/12" in lines[0] and "test_acc=0.5" in lines[0]
+
+
+def test_keep_hparams_on_load_covers_loops_of_their_own():
+    p = torch.nn.Parameter(torch.ones(2))
+    a = torch.optim.Adam([p], lr=0.1)
+    sa = torch.optim.lr_scheduler.LambdaLR(a, lambda s: 0.5 ** s)
+    p.grad = torch.ones(2)
+    a.step()
+    sa.step()  # lr 0.05
+    state_a, state_s = a.state_dict(), sa.state_dict()
+    b = torch.optim.Adam([p], lr=1.0)
+    sb = torch.optim.lr_scheduler.LambdaLR(b, lambda s: 0.5 ** s)
+    checkpoint.keep_hparams_on_load(True)
+    try:
+        b.load_state_dict(state_a)
+        sb.load_state_dict(state_s)
+    finally:
+        checkpoint.keep_hparams_on_load(False)
+    assert b.param_groups[0]["lr"] == pytest.approx(0.5) and sb.base_lrs == [1.0] and sb.last_epoch == 1
+    c = torch.optim.Adam([p], lr=1.0)
+    c.load_state_dict(state_a)  # hook removed: the checkpoint's lr again
+    assert c.param_groups[0]["lr"] == pytest.approx(0.05)

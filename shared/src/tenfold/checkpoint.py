@@ -94,6 +94,31 @@ def load_module_state(module: nn.Module, state_dict: dict, what: str = "model", 
 _HPARAMS = ("lr", "initial_lr", "weight_decay", "momentum", "betas", "eps", "dampening", "nesterov", "alpha")
 
 
+def _scheduler_classes() -> list[type]:
+    sched = torch.optim.lr_scheduler
+    found = [c for c in vars(sched).values() if isinstance(c, type) and issubclass(c, sched.LRScheduler)]
+    return [c for c in found if "load_state_dict" in vars(c)]  # classes with their own (e.g. LambdaLR)
+
+
+# the original methods, by class that defines its own
+_ORIGINAL_LOADS = {c: vars(c)["load_state_dict"] for c in [torch.optim.Optimizer, *_scheduler_classes()]}
+
+
+def _original_load(obj, state_dict: dict) -> None:
+    for c in type(obj).__mro__:
+        if c in _ORIGINAL_LOADS:
+            return _ORIGINAL_LOADS[c](obj, state_dict)
+    return obj.load_state_dict(state_dict)
+
+
+def keep_hparams_on_load(enable: bool = True) -> None:
+    """While enabled, every optimizer/scheduler `load_state_dict` in this process keeps the hyperparameters the
+    object was built with (see load_keeping_hparams). The CLI turns this on for a resume with
+    --accept-config-change, so that loops of their own (not only the Trainer) apply e.g. a new learning rate."""
+    for c, original in _ORIGINAL_LOADS.items():
+        c.load_state_dict = load_keeping_hparams if enable else original
+
+
 def load_keeping_hparams(obj: Any, state_dict: dict) -> None:
     """Restore an optimizer or LR scheduler from a checkpoint but keep the hyperparameters it was built with
     (used when a resume deliberately changes the config, e.g. a new learning rate).
@@ -103,7 +128,7 @@ def load_keeping_hparams(obj: Any, state_dict: dict) -> None:
     new base lr / old base lr (see the scheduler branch)."""
     if isinstance(obj, torch.optim.Optimizer):
         fresh = [{k: g[k] for k in _HPARAMS if k in g} for g in obj.param_groups]
-        obj.load_state_dict(state_dict)
+        _original_load(obj, state_dict)
         for i, (g, f) in enumerate(zip(obj.param_groups, fresh)):
             old_initial = g.get("initial_lr")
             g.update(f)
@@ -113,10 +138,10 @@ def load_keeping_hparams(obj: Any, state_dict: dict) -> None:
         return
     if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
         fresh_base = list(obj.base_lrs)
-        obj.load_state_dict(state_dict)
+        _original_load(obj, state_dict)
         obj.base_lrs = fresh_base
         return
-    obj.load_state_dict(state_dict)
+    _original_load(obj, state_dict)
 
 
 def state_lr(optimizer_state: dict, index: int) -> float:

@@ -223,5 +223,8 @@ def main_guard(fn: Callable) -> Callable:
             _draw_curves()
             print(e.message, file=sys.stderr, flush=True)
             sys.exit(128 + e.signum)
+        finally:
+            if "tenfold.checkpoint" in sys.modules:  # undo an --accept-config-change resume's optimizer hook
+                sys.modules["tenfold.checkpoint"].keep_hparams_on_load(False)
 
     return wrapper

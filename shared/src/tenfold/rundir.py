@@ -196,6 +196,10 @@ def _check_config(cfg, ck: Path, out: Path, accept_change: bool) -> None:
     if unsafe and not accept_change:
         raise ConfigError(f"resume with a changed config ({'; '.join(unsafe)}); pass --accept-config-change to "
                           f"apply it, or start a new run with a new --out")
+    if unsafe:
+        from . import checkpoint
+
+        checkpoint.keep_hparams_on_load(True)  # the new hyperparameters win when optimizers are restored
     changes = safe + unsafe
     if changes:
         print(f"resuming with config changes: {'; '.join(changes)}", flush=True)
