@@ -168,10 +168,12 @@ def stage2_rows(rep, args, sz, dev, fed, st1: Stage1):
 
 def accuracy_rows(rep, args, sz, dev):
     """A short FedMGD vs FedAvg(same Stage-1 init) comparison (budget permitting)."""
+    import tempfile
+
     from fedmgd.train import run
 
     L = sz["long"]
-    out = Path(args.out) / "fedmgd_runs"
+    out = Path(tempfile.mkdtemp(prefix="fedmgd_bench_"))  # run folders (checkpoints) stay out of --out
     common = [f"gan.iters={L['s1_iters']}", f"fl.rounds={L['rounds']}", f"fl.local_steps={L['local_steps']}",
               f"fl.server_steps={L['server_steps']}", "gan.ckpt_every=1000000", "fl.ckpt_every=1000000"]
     t0 = time.perf_counter()
@@ -183,6 +185,9 @@ def accuracy_rows(rep, args, sz, dev):
     rep.row(f"{tag}: FedMGD test accuracy", 100 * mgd["final_test_acc"], "%")
     rep.row(f"{tag}: FedAvg (same Stage-1 init) test accuracy", 100 * avg["final_test_acc"], "%")
     rep.row(f"{tag}: wall seconds, both arms", time.perf_counter() - t0, "s")
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def main():
