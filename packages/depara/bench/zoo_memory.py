@@ -9,7 +9,8 @@ above the level after building the model and probes (ru_maxrss, so allocator reu
 it) and the counted forward FLOPs. Then it extrapolates to VGG19-BN: its per-probe
 time measured on a few probes (the cost is linear in the probe count), its peak memory at two batch sizes
 (activations are linear in the batch) and the host memory of layer selection's features (16 convs + 2 FCs),
-counted from the layer shapes. Writes DIR/zoo_memory.json after every model."""
+counted from the layer shapes. Writes DIR/zoo_memory.json after every model; a rerun keeps the models already
+measured there (same --probes and --batch) and continues."""
 from __future__ import annotations
 
 import argparse
@@ -94,7 +95,15 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     res = {"probes": args.probes, "image_size": 224, "batch": args.batch, "threads": torch.get_num_threads(),
            "torch": torch.__version__, "models": [], "note": "CPU, measured on a shared, loaded 2-core machine"}
+    path = out / "zoo_memory.json"
+    if path.is_file():  # a rerun continues: models already measured with the same sizes are kept
+        old = json.loads(path.read_text())
+        if (old.get("probes"), old.get("batch")) == (args.probes, args.batch):
+            res["models"] = old.get("models", [])
+    done = {m["arch"] for m in res["models"]}
     for arch in (ZOO[:3] if args.quick else ZOO):
+        if arch in done:
+            continue
         res["models"].append(_child(arch, args.probes, args.batch))
         (out / "zoo_memory.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res["models"][-1]), flush=True)
