@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 from aps.config import FinetuneConfig, ModelConfig, PretrainConfig
-from aps.finetune import count_correct, finetune_loss
+from aps.evaluate import count_correct
+from aps.finetune import finetune_loss
 from aps.model import build_backbone
 from aps.train import batch_to_device, build_model, build_optimizer, pretrain_forward, pretrain_step
 from tenfold.testing import DeviceMismatch, fake_cuda, is_fake

@@ -110,15 +110,19 @@ def evaluate(argv: list[str] | None = None) -> None:
     model.to(device)
     et = eval_transform(cfg.mean, cfg.std, cfg.model.img_size, cfg.data.dataset == "folder")
     splits = build_splits(cfg.data, data_root_mod.data_root(cfg.data_root), et, et, cfg.model.img_size)
+    # every rank extracts its shard of the features (under torchrun), all get the same result
     res = knn_monitor(model, splits.bank, splits.test, device, cfg.eval.knn_k, cfg.eval.knn_t,
-                      cfg.eval.batch_size, splits.num_classes)
+                      cfg.eval.batch_size, splits.num_classes, precision=cfg.precision,
+                      num_workers=cfg.data.num_workers)
     summary = {"checkpoint": cfg.checkpoint, "knn_top1": res["knn_top1"], "knn_top5": res["knn_top5"]}
     if cfg.eval.linear_probe:
         summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=splits.num_classes,
-                                            ecfg=cfg.eval))
+                                            ecfg=cfg.eval, device=device))
+    from tenfold import distributed
     from tenfold.meters import write_json
 
-    write_json(Path(cfg.out) / "summary.json", summary)
+    if distributed.is_main():
+        write_json(Path(cfg.out) / "summary.json", summary)
     _finish(summary)
 
 

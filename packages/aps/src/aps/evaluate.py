@@ -1,13 +1,43 @@
-"""Frozen-feature monitors: kNN (k=20, cosine, T=0.07) and a linear probe on full-token CLS features."""
+"""Frozen-feature monitors: kNN (k=20, cosine, T=0.07) and a linear probe on full-token CLS features.
+
+Feature extraction uses `data.num_workers` loader processes and, under torchrun, every rank: rank r extracts the
+r-th contiguous shard of the data set and the shards are gathered, so each rank holds all features in data-set
+order (the same as one process would compute) and none idles while another decodes the whole set.
+"""
 from __future__ import annotations
 
-import torch
-from tenfold import eval as teval
-from tenfold import runtime
-from torch.utils.data import DataLoader
+import math
 
-__all__ = ["cls_batch", "cls_features", "knn_monitor", "fit_logistic_lbfgs", "lbfgs_linear_probe",
-           "linear_probe_monitor"]
+import torch
+import torch.distributed as dist
+from tenfold import distributed, runtime
+from tenfold import eval as teval
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+__all__ = ["cls_batch", "cls_features", "shard_range", "gather_rows", "evaluate_top1", "count_correct",
+           "distributed_sum", "knn_monitor", "fit_logistic_lbfgs", "lbfgs_linear_probe", "linear_probe_monitor"]
+
+
+def shard_range(n: int, rank: int, world: int) -> range:
+    """The rank's contiguous share of n items (the last shards may be shorter or empty)."""
+    per = math.ceil(n / world)
+    return range(min(n, rank * per), min(n, (rank + 1) * per))
+
+
+def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Concatenate every rank's rows (shards of `shard_range`) in rank order, on every rank. Rows are padded to the
+    largest shard for the collective and trimmed after; NCCL gathers on this rank's GPU, gloo on the CPU."""
+    world = distributed.world_size()
+    if world == 1:
+        return x
+    per = math.ceil(n / world)
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    pad = torch.zeros((per, *x.shape[1:]), dtype=x.dtype, device=dev)
+    pad[: len(x)] = x.to(dev)
+    out = [torch.empty_like(pad) for _ in range(world)]
+    dist.all_gather(out, pad)
+    return torch.cat([o[: len(shard_range(n, r, world))] for r, o in enumerate(out)]).to(x.device)
 
 
 @torch.no_grad()
@@ -19,21 +49,72 @@ def cls_batch(backbone, x: torch.Tensor, device, amp: bool = True, precision: st
 
 
 @torch.no_grad()
-def cls_features(backbone, dataset, device, batch_size: int = 256, amp: bool = True, precision: str = "bf16"):
-    """CLS features of a whole data set (float32 on the CPU) and its labels; the backbone's mode is restored."""
+def cls_features(backbone, dataset, device, batch_size: int = 256, amp: bool = True, precision: str = "bf16",
+                 num_workers: int = 0):
+    """CLS features of a whole data set (float32 on the CPU, data-set order) and its labels, extracted by every
+    rank on its shard with `num_workers` loader processes; the backbone's mode is restored."""
     was_training = backbone.training
     backbone.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    n, world = len(dataset), distributed.world_size()
+    part = Subset(dataset, shard_range(n, distributed.rank(), world)) if world > 1 else dataset
+    loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=torch.device(device).type == "cuda")
     try:
-        return teval.extract_features(lambda x: cls_batch(backbone, x, device, amp, precision), loader, device)
+        if len(part):
+            f, y = teval.extract_features(lambda x: cls_batch(backbone, x, device, amp, precision), loader, device)
+        else:  # an empty shard (more ranks than items)
+            d = backbone.num_features
+            f, y = torch.zeros(0, d), torch.zeros(0, dtype=torch.long)
     finally:
         backbone.train(was_training)
+    return gather_rows(f, n), gather_rows(y.long(), n)
+
+
+@torch.no_grad()
+def evaluate_top1(model: nn.Module, dataset, device, batch_size: int = 192, amp: bool = True,
+                  precision: str = "bf16", num_workers: int = 0) -> float:
+    """Top-1 (%) on `dataset` with `num_workers` loader processes. Under torchrun every rank counts the hits of its
+    contiguous shard and the counts are summed, so every rank returns the whole set's accuracy. The count stays on
+    the device until the end (one host read per evaluation)."""
+    was = model.training
+    model.eval()
+    world = distributed.world_size()
+    part = Subset(dataset, shard_range(len(dataset), distributed.rank(), world)) if world > 1 else dataset
+    counts = torch.zeros(2, dtype=torch.long, device=device)  # hits, images
+    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                           pin_memory=device.type == "cuda"):
+        counts[0] += count_correct(model, x.to(device, non_blocking=True), torch.as_tensor(y).to(device), device,
+                                   amp, precision)
+        counts[1] += len(y)
+    model.train(was)
+    if world > 1:
+        counts = distributed_sum(counts, device)
+    hits, total = counts.tolist()
+    return 100.0 * hits / max(total, 1)
+
+
+def distributed_sum(x: torch.Tensor, device) -> torch.Tensor:
+    """All-reduce sum (on the GPU under NCCL, the CPU under gloo)."""
+    y = x.to(device if dist.get_backend() == "nccl" else "cpu").clone()
+    dist.all_reduce(y)
+    return y.to(x.device)
+
+
+def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, amp: bool = True,
+                  precision: str = "bf16") -> torch.Tensor:
+    """Number of top-1 hits of one batch, as a device tensor."""
+    with runtime.autocast(device, precision, enabled=amp):
+        logits = model(x)
+    return (logits.argmax(1) == y).sum()
 
 
 def knn_monitor(backbone, bank, test, device, k: int = 20, t: float = 0.07, batch_size: int = 256,
-                num_classes: int | None = None, amp: bool = True, precision: str = "bf16") -> dict:
-    fb, yb = cls_features(backbone, bank, device, batch_size, amp, precision)
-    ft, yt = cls_features(backbone, test, device, batch_size, amp, precision)
+                num_classes: int | None = None, amp: bool = True, precision: str = "bf16",
+                num_workers: int = 0) -> dict:
+    """kNN top-1/top-5 of the test split against the bank. Under torchrun every rank must call it (each extracts
+    its shard); all ranks get the same result."""
+    fb, yb = cls_features(backbone, bank, device, batch_size, amp, precision, num_workers)
+    ft, yt = cls_features(backbone, test, device, batch_size, amp, precision, num_workers)
     acc = teval.knn_accuracy(fb, yb, ft, yt, k=k, t=t, num_classes=num_classes)
     return {"knn_top1": acc["top1"], "knn_top5": acc["top5"], "_features": (fb, yb, ft, yt)}
 
@@ -47,8 +128,8 @@ def fit_logistic_lbfgs(train_feats, train_labels, num_classes: int, *, iters: in
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
     xtr = (xtr - mean) / std
     ytr = train_labels.long()
-    w = torch.zeros(xtr.shape[1], num_classes, requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
+    w = torch.zeros(xtr.shape[1], num_classes, device=xtr.device, requires_grad=True)
+    b = torch.zeros(num_classes, device=xtr.device, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-9, tolerance_change=1e-12)
 
@@ -68,14 +149,19 @@ def lbfgs_linear_probe(train_feats, train_labels, test_feats, test_labels, *, it
     """Top-1/top-5 on the test features of `fit_logistic_lbfgs` trained on the train features."""
     num_classes = num_classes or int(train_labels.max()) + 1
     w, b, mean, std = fit_logistic_lbfgs(train_feats, train_labels, num_classes, iters=iters, l2=l2)
-    return teval.topk_accuracy(((test_feats.float() - mean) / std) @ w + b, test_labels.long())
+    scores = ((test_feats.float().to(w.device) - mean) / std) @ w + b
+    return teval.topk_accuracy(scores.cpu(), test_labels.long().cpu())
 
 
 def linear_probe_monitor(features, seed: int = 0, epochs: int = 100, num_classes: int | None = None,
-                         ecfg=None) -> dict:
-    """Linear probe on (bank, test) features; `ecfg` (an EvalConfig) picks the solver (L-BFGS by default)."""
+                         ecfg=None, device=None) -> dict:
+    """Linear probe on (bank, test) features; `ecfg` (an EvalConfig) picks the solver (L-BFGS by default), which
+    runs on `device` (the GPU when given: a 1.28 M x 384 full batch is slow on a CPU). Under torchrun every rank
+    holds the gathered features and computes the same deterministic probe, so none waits on another."""
     fb, yb, ft, yt = (f.cpu() for f in features)
     if ecfg is None or ecfg.linear_solver == "lbfgs":
+        if device is not None:
+            fb, yb = fb.to(device), yb.to(device)
         iters, l2 = (100, 1e-4) if ecfg is None else (ecfg.linear_iters, ecfg.linear_l2)
         acc = lbfgs_linear_probe(fb, yb, ft, yt, iters=iters, l2=l2, num_classes=num_classes)
     else:

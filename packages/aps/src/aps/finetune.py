@@ -15,11 +15,11 @@ from tenfold.errors import CheckpointError
 from tenfold.loop import Trainer
 from tenfold.meters import MetricLogger
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .augment import eval_transform, finetune_train_transform, mix_batch, soft_target_cross_entropy
 from .config import FinetuneConfig
 from .data import build_splits
+from .evaluate import evaluate_top1
 from .model import APSViT, build_backbone, finetune_state_from_pretrain
 from .train import CKPT_KIND, _setup
 
@@ -118,30 +118,6 @@ def load_pretrained_backbone(model: APSViT, path: str) -> None:
     model.load_state_dict(sd, strict=False)
 
 
-@torch.no_grad()
-def evaluate_top1(model: nn.Module, dataset, device, batch_size: int = 192, amp: bool = True,
-                  precision: str = "bf16") -> float:
-    """Top-1 (%) on `dataset`; the count stays on the device until the end (one host read per evaluation)."""
-    was = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    total = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda"):
-        correct += count_correct(model, x.to(device, non_blocking=True), torch.as_tensor(y).to(device), device,
-                                 amp, precision)
-        total += len(y)
-    model.train(was)
-    return 100.0 * correct.item() / max(total, 1)
-
-
-def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, amp: bool = True,
-                  precision: str = "bf16") -> torch.Tensor:
-    """Number of top-1 hits of one batch, as a device tensor."""
-    with runtime.autocast(device, precision, enabled=amp):
-        logits = model(x)
-    return (logits.argmax(1) == y).sum()
-
-
 def finetune_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, num_classes: int,
                   device) -> torch.Tensor:
     """The forward half of one fine-tuning step: MixUp/CutMix with label smoothing, soft-target CE."""
@@ -213,17 +189,21 @@ def run(cfg: FinetuneConfig, resume: str | None = None, stop_at: int | None = No
         epoch_end = state.batch_in_epoch == spe and (state.epoch + 1) % cfg.eval_every == 0
         if not (epoch_end or last):
             return
-        acc = evaluate_top1(model, splits.test, device, cfg.eval_batch_size, cfg.amp, cfg.precision)
+        acc = evaluate_top1(model, splits.test, device, cfg.eval_batch_size, cfg.amp, cfg.precision,
+                            cfg.data.num_workers)
         rec = {"top1": acc}
         if acc > record["best_top1"]:
             record.update(best_top1=acc, best_epoch=state.epoch)
         record["final_top1"] = acc
         if ema is not None and cfg.ema_eval:
             record["ema_top1"] = rec["ema_top1"] = evaluate_top1(ema.module, splits.test, device,
-                                                                 cfg.eval_batch_size, cfg.amp, cfg.precision)
-        logger.log(state.step, epoch=state.epoch, **rec)
+                                                                 cfg.eval_batch_size, cfg.amp, cfg.precision,
+                                                                 cfg.data.num_workers)
+        if distributed.is_main():
+            logger.log(state.step, epoch=state.epoch, **rec)
 
-    trainer.run(step_fn, stop_at=stop_at, on_step_end=on_step_end if distributed.is_main() else None)
+    # every rank evaluates its shard (the counts are summed), so every rank holds the same record
+    trainer.run(step_fn, stop_at=stop_at, on_step_end=on_step_end)
     summary = {"steps": trainer.state.step, "epochs_done": trainer.state.epoch, **record,
                "note": "best_top1 is the official metric (best test epoch); final_top1 is the last evaluation"}
     if distributed.is_main():

@@ -218,22 +218,26 @@ def run(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None = No
     def on_step_end(state, metrics):
         if cfg.eval.knn_every and state.batch_in_epoch == spe and (state.epoch + 1) % cfg.eval.knn_every == 0:
             res = knn_monitor(model.backbone, splits.bank, splits.test, device, cfg.eval.knn_k, cfg.eval.knn_t,
-                              cfg.eval.batch_size, nc, cfg.amp, cfg.precision)
-            logger.log(state.step, epoch=state.epoch, knn_top1=res["knn_top1"])
+                              cfg.eval.batch_size, nc, cfg.amp, cfg.precision, cfg.data.num_workers)
+            if distributed.is_main():
+                logger.log(state.step, epoch=state.epoch, knn_top1=res["knn_top1"])
 
     t_start = time.perf_counter()
-    trainer.run(step_fn, stop_at=stop_at, on_step_end=on_step_end if distributed.is_main() else None)
+    # every rank runs the monitors: each extracts its shard of the features (tenfold's loop calls on_step_end on
+    # every rank in lockstep)
+    trainer.run(step_fn, stop_at=stop_at, on_step_end=on_step_end)
     summary = {"mode": cfg.sampling.mode, "batches": trainer.state.step,
                "optimizer_steps": trainer.state.step * k_steps,
                "epochs_done": trainer.state.epoch, "wall_s": time.perf_counter() - t_start,
                "s_per_opt_step": timer.seconds() / max(timing["opt_steps"], 1),
                **{k: v for k, v in getattr(trainer, "last_metrics", {}).items()}}
-    if stop_at is None and distributed.is_main() and cfg.eval.final_knn:
+    if stop_at is None and cfg.eval.final_knn:  # all ranks: sharded extraction, identical results
         res = knn_monitor(model.backbone, splits.bank, splits.test, device, cfg.eval.knn_k, cfg.eval.knn_t,
-                          cfg.eval.batch_size, nc, cfg.amp, cfg.precision)
+                          cfg.eval.batch_size, nc, cfg.amp, cfg.precision, cfg.data.num_workers)
         summary.update(knn_top1=res["knn_top1"], knn_top5=res["knn_top5"])
         if cfg.eval.linear_probe:
-            summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=nc, ecfg=cfg.eval))
+            summary.update(linear_probe_monitor(res["_features"], cfg.seed, num_classes=nc, ecfg=cfg.eval,
+                                                device=device))
     if distributed.is_main():
         logger.summary(**summary)
     return summary
