@@ -96,7 +96,7 @@ def test_stage1_with_every_client_absent_skips_the_generator_step(tmp_path):
     st, _ = _stage1(tmp_path, "faults.stage1_fail_clients=['1:0', '1:1', '1:2']")
     g0 = [p.detach().clone() for p in st.G.parameters()]
     out = st.iteration(0)
-    assert out["clients_absent"] == 3 and out["loss_G"] is None
+    assert out["clients_absent"] == 3 and out["loss_G"] is None and out["loss_C"] is None
     assert all(torch.equal(a, b) for a, b in zip(g0, st.G.parameters()))
 
 

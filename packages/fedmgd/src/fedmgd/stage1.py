@@ -196,7 +196,8 @@ class Stage1:
         lc = comm.sum_float(float(sum((r["lc"] for r in res.values()), zero)))
         ld = comm.sum_float(float(sum((r["ld"] for r in res.values()), zero)))
         assert_finite(lc + ld, t)  # a NaN D/C would otherwise surface only as unroutable scores
-        out = {"loss_G": None, "loss_C": lc / max(n_present, 1), "loss_D": ld / max(n_present, 1), "lr_mult": m,
+        out = {"loss_G": None, "loss_C": lc / n_present if n_present else None,
+               "loss_D": ld / n_present if n_present else None, "lr_mult": m,
                "epoch": epoch, "clients_absent": comm.num_clients - n_present}
         if n_present == 0:
             return out  # nobody answered: no generator step this iteration
