@@ -91,11 +91,11 @@ bench-gpu:
 	PYTHONPATH=shared/src $(GPU_PYTHON) -m tenfold.gpubench --out $(or $(OUT),runs/bench-gpu) --budget $(BUDGET) \
 	  $(if $(wildcard $(PACK)/MANIFEST.json),--pack $(PACK)) $(if $(ONLY),--packages $(ONLY))
 
-# --allow-missing while packages are still gaining their bench/gpu.py
+# every package must have a bench/gpu.py whose --smoke run passes
 bench-gpu-smoke: install
 	@rm -rf $(SMOKE_OUT); \
 	PYTHONPATH=shared/src $(BIN)/python -m tenfold.gpupack --small --dest $(SMOKE_OUT)/pack && \
-	PYTHONPATH=shared/src $(BIN)/python -m tenfold.gpubench --smoke --allow-missing --out $(SMOKE_OUT) \
+	PYTHONPATH=shared/src $(BIN)/python -m tenfold.gpubench --smoke --out $(SMOKE_OUT) \
 	  $$([ -f $(SMOKE_OUT)/pack/MANIFEST.json ] && echo --pack $(SMOKE_OUT)/pack)
 
 bench-%: install-%
