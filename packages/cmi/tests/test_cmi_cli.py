@@ -84,8 +84,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(toy_teacher_file, tmp_pat
     d = Distiller(_cfg(_argv(toy_teacher_file, out, "ckpt_every_rounds=1")), quiet=True)
     d.run(stop_after_round=1)
     good = (out / "last.pt").read_bytes()
-    msg = _run_err(distill_main, _argv(toy_teacher_file, out, "ckpt_every_rounds=1", "kd.lr=1e30"),
-                   capsys)
+    # continue the run with a diverging lr (an --out holding a run is only ever resumed, never overwritten)
+    msg = _run_err(distill_main, _argv(toy_teacher_file, out, "ckpt_every_rounds=1", "kd.lr=1e30", "--resume",
+                                       "--accept-config-change"), capsys)
     assert "became" in msg and "last good checkpoint" in msg
     assert (out / "last.pt").read_bytes() == good
 

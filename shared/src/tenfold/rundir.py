@@ -118,10 +118,10 @@ def _checkpoint_config(path: Path) -> dict | None:
         from . import checkpoint
 
         ck = checkpoint.load(path)
-        if isinstance(ck.get("config"), dict):
-            return ck["config"]
-    except Exception:  # the package's own loader reports corrupt/foreign files with its own wording
-        pass
+    except Exception:  # corrupt or foreign: the package's own loader reports it in its own words
+        return None
+    if isinstance(ck.get("config"), dict):
+        return ck["config"]
     if cfg_yaml.is_file():
         try:
             return yaml.safe_load(cfg_yaml.read_text()) or {}
