@@ -89,6 +89,7 @@ def _cli(args, env_extra=None, capsys=None, monkeypatch=None):
         code = "import sys; from depara.cli import {0}; sys.exit({0}(sys.argv[1:]))".format(args[0])
         r = subprocess.run([sys.executable, "-c", code, *args[1:]], capture_output=True, text=True, env=env)
         return _Result(r.returncode, r.stderr)
+    monkeypatch.setenv("TENFOLD_QUIET", "1")  # as in the subprocess: no progress lines among the errors
     for k, v in (env_extra or {}).items():
         monkeypatch.setenv(k, v)
     capsys.readouterr()
