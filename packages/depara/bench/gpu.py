@@ -145,10 +145,11 @@ def selection_rows(rep, args, models_root: Path, dev) -> None:
             rep.row("model selection run failed (see the log)", None, "")
             return
         rep.row("zoo training + transfer + selection (real_zoo_gpu.yaml)", time.perf_counter() - t0, "s")
-        metrics = json.loads((Path(tmp) / "sel" / "selection.json").read_text()).get("metrics", {})
-        for k, v in metrics.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                rep.row(f"selection {k}", v, "")
+        metrics = json.loads((Path(tmp) / "sel" / "selection.json").read_text()).get("metrics") or {}
+        for scorer in ("depara_lam1", "random"):  # {scorer: {spearman, kendall, top1_hit, top1_regret}}
+            for k, v in (metrics.get(scorer) or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    rep.row(f"selection {scorer} {k}", v, "")
 
 
 def main(argv=None) -> None:
