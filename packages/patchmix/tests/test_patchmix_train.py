@@ -12,6 +12,7 @@ SMALL = ["device=cpu", "data.shapes_train=64", "data.shapes_test=32", "optim.bat
 
 
 def run_cli(fn, argv, capsys):
+    capsys.readouterr()  # drop what earlier calls printed (progress lines on stderr)
     with pytest.raises(SystemExit) as e:
         fn(argv)
     err = capsys.readouterr().err.strip().splitlines()

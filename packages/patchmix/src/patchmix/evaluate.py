@@ -1,16 +1,23 @@
-"""Frozen-backbone evaluation: kNN on the CLS feature (spec §3), instance retrieval, mixed->source hits."""
+"""Frozen-backbone evaluation: kNN on the CLS feature (spec §3), instance retrieval, mixed->source hits.
+
+Feature extraction uses `data.num_workers` loader processes and, under torchrun, every rank: rank r extracts the
+r-th contiguous shard and the shards are gathered, so each rank holds all features in data-set order (what one
+process computes) and none idles while another decodes the whole set.
+"""
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from tenfold import checkpoint, runtime
+from tenfold import checkpoint, distributed, runtime
 from tenfold import config as config_mod
-from tenfold.data import make_loader
 from tenfold.errors import CheckpointError
 from tenfold.eval import knn_accuracy
+from torch.utils.data import DataLoader, Subset
 
 from .augment import eval_view, make_view
 from .config import PretrainConfig
@@ -18,8 +25,8 @@ from .data import load_split, to_unit
 from .method import patch_mix
 from .models import build_models
 
-__all__ = ["eval_mode", "extract", "knn_eval", "knn_monitor", "random_head", "instance_retrieval",
-           "mixed_source_hits", "load_pretrained"]
+__all__ = ["eval_mode", "shard_range", "gather_rows", "shard_loader", "all_reduce_sum", "extract", "knn_eval",
+           "knn_monitor", "random_head", "instance_retrieval", "mixed_source_hits", "load_pretrained"]
 
 
 @contextlib.contextmanager
@@ -32,15 +39,58 @@ def eval_mode(module: torch.nn.Module):
         module.train(was)
 
 
+def shard_range(n: int, rank: int, world: int) -> range:
+    """The rank's contiguous share of n items (the last shards may be shorter or empty)."""
+    per = math.ceil(n / world)
+    return range(min(n, rank * per), min(n, (rank + 1) * per))
+
+
+def _collective_device(device) -> torch.device:
+    return torch.device(device) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def gather_rows(x: torch.Tensor, n: int, device="cpu") -> torch.Tensor:
+    """Concatenate every rank's rows (shards of `shard_range`) in rank order, on every rank; padded to the largest
+    shard for the collective (on `device` under NCCL, the CPU under gloo) and trimmed after."""
+    world = distributed.world_size()
+    if world == 1:
+        return x
+    per = math.ceil(n / world)
+    dev = _collective_device(device)
+    pad = torch.zeros((per, *x.shape[1:]), dtype=x.dtype, device=dev)
+    pad[: len(x)] = x.to(dev)
+    out = [torch.empty_like(pad) for _ in range(world)]
+    dist.all_gather(out, pad)
+    return torch.cat([o[: len(shard_range(n, r, world))] for r, o in enumerate(out)]).to(x.device)
+
+
+def all_reduce_sum(x: torch.Tensor, device="cpu") -> torch.Tensor:
+    if distributed.world_size() == 1:
+        return x
+    y = x.to(_collective_device(device)).clone()
+    dist.all_reduce(y)
+    return y.to(x.device)
+
+
+def shard_loader(ds, batch_size: int, device, num_workers: int = 0) -> DataLoader:
+    """In-order batches of this rank's contiguous shard of `ds` (all of it in one process), pinned for CUDA."""
+    world = distributed.world_size()
+    part = Subset(ds, shard_range(len(ds), distributed.rank(), world)) if world > 1 else ds
+    return DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=torch.device(device).type == "cuda")
+
+
 @torch.no_grad()
 def extract(backbone, ds, device, size: int, mean, std, batch_size: int = 256, head=None, amp: bool = True,
-            limit: int = 0, precision: str = "bf16"):
-    """CLS features (after the final LN; through `head` if given) and labels of a uint8/float image set."""
+            limit: int = 0, precision: str = "bf16", num_workers: int = 0):
+    """CLS features (after the final LN; through `head` if given) and labels of a uint8 image set (the first
+    `limit` images when > 0), float32 on the CPU in data-set order. Under torchrun every rank must call it."""
+    if limit:
+        ds = Subset(ds, range(min(limit, len(ds))))
+    n = len(ds)
     feats, labels = [], []
-    seen = 0
     with eval_mode(backbone):
-        for x, y in make_loader(ds, batch_size, seed=0, shuffle=False, drop_last=False, seeded_augment=False,
-                                device=device):
+        for x, y in shard_loader(ds, batch_size, device, num_workers):
             x = eval_view(to_unit(x.to(device, non_blocking=True)), size, mean, std)
             with runtime.autocast(device, precision, enabled=amp):
                 f = backbone.cls_feature(x)
@@ -48,11 +98,10 @@ def extract(backbone, ds, device, size: int, mean, std, batch_size: int = 256, h
                     f = head(f)
             feats.append(f.float().cpu())
             labels.append(torch.as_tensor(y))
-            seen += len(y)
-            if limit and seen >= limit:
-                break
-    f, y = torch.cat(feats), torch.cat(labels)
-    return (f[:limit], y[:limit]) if limit else (f, y)
+    dim = head.out_features if head is not None else backbone.num_features
+    f = torch.cat(feats) if feats else torch.zeros(0, dim)
+    y = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)
+    return gather_rows(f, n, device), gather_rows(y, n, device)
 
 
 def random_head(dim: int, seed: int = 7) -> torch.nn.Linear:
@@ -84,7 +133,7 @@ def knn_monitor(cfg: PretrainConfig, backbone, device) -> dict:
         return {}
     mon = cfg.monitor
     kw = dict(size=cfg.model.img_size, mean=tuple(cfg.aug.mean), std=tuple(cfg.aug.std), amp=cfg.amp,
-              limit=mon.max_eval, precision=cfg.precision)
+              limit=mon.max_eval, precision=cfg.precision, num_workers=cfg.data.num_workers)
     tf, ty = extract(backbone, train, device, **kw)
     vf, vy = extract(backbone, test, device, **kw)
     r = knn_eval(tf, ty, vf, vy, ks=(mon.knn_k,), t=mon.knn_t)

@@ -1,4 +1,8 @@
-"""Downstream protocols on a pre-trained backbone (spec §3): kNN, linear probe, fine-tuning. Resumable."""
+"""Downstream protocols on a pre-trained backbone (spec §3): kNN, linear probe, fine-tuning. Resumable.
+
+Under torchrun every rank works: features and test accuracy are computed on each rank's shard (loader workers:
+data.num_workers) and combined; the linear head and the fine-tuned network are DistributedDataParallel with the
+global batch split over the ranks."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tenfold import config as config_mod
-from tenfold import runtime
+from tenfold import distributed, runtime
 from tenfold.data import make_loader, steps_per_epoch
 from tenfold.errors import ConfigError
 from tenfold.loop import Trainer
@@ -18,20 +22,46 @@ from torch import nn
 from .augment import eval_view, normalize, random_resized_crop
 from .config import EvalConfig
 from .data import load_split, to_unit
-from .evaluate import extract, knn_eval, load_pretrained, random_head
+from .evaluate import all_reduce_sum, extract, knn_eval, load_pretrained, random_head, shard_loader
 
 __all__ = ["run_eval", "layer_decay_groups", "mixup_cutmix", "accuracy"]
 
 
 @torch.no_grad()
-def accuracy(fn, ds, device, size, mean, std, amp=True, precision: str = "bf16") -> float:
-    correct = total = 0
-    for x, y in make_loader(ds, 256, seed=0, shuffle=False, drop_last=False, seeded_augment=False, device=device):
+def accuracy(fn, ds, device, size, mean, std, amp=True, precision: str = "bf16", num_workers: int = 0) -> float:
+    """Top-1 (%) of `fn` on `ds`; each rank counts its shard's hits on the device, the counts are summed."""
+    counts = torch.zeros(2, dtype=torch.long, device=device)  # hits, images
+    for x, y in shard_loader(ds, 256, device, num_workers):
         with runtime.autocast(device, precision, enabled=amp):
             logits = fn(eval_view(to_unit(x.to(device, non_blocking=True)), size, mean, std))
-        correct += (logits.float().argmax(1).cpu() == torch.as_tensor(y)).sum().item()
-        total += len(y)
-    return 100.0 * correct / max(total, 1)
+        counts[0] += (logits.float().argmax(1) == torch.as_tensor(y).to(device)).sum()
+        counts[1] += len(y)
+    hits, total = all_reduce_sum(counts, device).tolist()
+    return 100.0 * hits / max(total, 1)
+
+
+class Classifier(nn.Module):
+    """backbone CLS feature -> linear head, as one module (one DDP wrapper for the fine-tuning forward)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x):
+        return self.head(self.backbone.cls_feature(x))
+
+
+def _per_rank_batch(batch_size: int, what: str) -> int:
+    world = distributed.world_size()
+    if batch_size % world:
+        raise ConfigError(f"{what} {batch_size} is not divisible by the world size {world}")
+    return batch_size // world
+
+
+def _step_seed(seed: int, step: int) -> int:
+    """The step's augmentation seed; under torchrun each rank draws its own (one process: as before)."""
+    s = seed * 1_000_003 + step
+    return s if distributed.world_size() == 1 else s * 7919 + distributed.rank()
 
 
 def layer_decay_groups(backbone, head, wd: float, decay: float) -> list[dict]:
@@ -95,11 +125,13 @@ def _random_crop_flip(x, pad, g):
 
 def run_eval(cfg: EvalConfig, resume: str | None = None) -> dict:
     device = runtime.select_device(cfg.device)
+    distributed.init(device)
     runtime.set_deterministic(cfg.deterministic)
     runtime.seed_everything(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    config_mod.save(cfg, out / "config.yaml")
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, out / "config.yaml")
     backbone, pcfg, which = load_pretrained(cfg.checkpoint, cfg.encoder)
     backbone.to(device)
     size = cfg.eval_size or pcfg.model.img_size
@@ -111,7 +143,7 @@ def run_eval(cfg: EvalConfig, resume: str | None = None) -> dict:
     if cfg.protocol == "knn":
         head = random_head(backbone.num_features, cfg.seed).to(device) if cfg.knn.faithful_random_head else None
         kw = dict(size=size, mean=mean, std=std, batch_size=cfg.knn.batch_size, head=head, amp=cfg.amp,
-                  precision=cfg.precision)
+                  precision=cfg.precision, num_workers=cfg.data.num_workers)
         tf, ty = extract(backbone, train, device, **kw)
         vf, vy = extract(backbone, test, device, **kw)
         res.update(knn_eval(tf, ty, vf, vy, ks=tuple(cfg.knn.k), t=cfg.knn.t))
@@ -157,23 +189,26 @@ def _linear(cfg, backbone, train, test, nc, device, size, mean, std, out, resume
             with torch.no_grad(), runtime.autocast(device, cfg.precision, enabled=cfg.amp):
                 return backbone.cls_feature(normalize(x, mean, std)).float()
     else:
-        f, y = extract(backbone, train, device, size, mean, std, amp=cfg.amp, precision=cfg.precision)
+        f, y = extract(backbone, train, device, size, mean, std, amp=cfg.amp, precision=cfg.precision,
+                       num_workers=cfg.data.num_workers)
         data = torch.utils.data.TensorDataset(f, y)
 
         def feats(x, g):
             return x.to(device)
-    batches = lambda e, s: make_loader(data, lc.batch_size, seed=cfg.seed, epoch=e, start_batch=s,  # noqa: E731
-                                       device=device)
+    bs = _per_rank_batch(lc.batch_size, "linear.batch_size")
+    batches = lambda e, s: make_loader(data, bs, seed=cfg.seed, epoch=e, start_batch=s,  # noqa: E731
+                                       device=device, num_workers=cfg.data.num_workers if lc.augment else 0)
     evaluate = lambda: accuracy(lambda x: head(backbone.cls_feature(x).float()), test, device, size, mean,  # noqa
-                                std, cfg.amp, cfg.precision)
+                                std, cfg.amp, cfg.precision, cfg.data.num_workers)
     trainer, ipe, hist, on_end = _epoch_trainer(cfg, out, "patchmix-linear", {"head": head, "opt": opt},
-                                                len(data), lc.batch_size, lc.epochs, batches, evaluate, resume)
+                                                len(data), bs, lc.epochs, batches, evaluate, resume)
+    train_head = distributed.wrap(head, device)  # gradients averaged over the ranks' shares of the batch
 
     def step(batch, state):
         for g in opt.param_groups:  # CosineAnnealingLR(T_max=epochs), stepped per epoch
             g["lr"] = lr0 * 0.5 * (1 + math.cos(math.pi * state.epoch / lc.epochs))
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
-        loss = F.cross_entropy(head(feats(batch[0], gen)), torch.as_tensor(batch[1]).to(device))
+        gen = torch.Generator().manual_seed(_step_seed(cfg.seed, state.step))
+        loss = F.cross_entropy(train_head(feats(batch[0], gen)), torch.as_tensor(batch[1]).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -195,10 +230,12 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
     groups = layer_decay_groups(model, head, fc.weight_decay, fc.layer_decay)
     opt = torch.optim.AdamW(groups, lr=0.0, eps=1e-8)
     lr0 = fc.base_lr * fc.batch_size / 256
-    total = fc.epochs * steps_per_epoch(len(train), fc.batch_size)
-    warm = round(fc.warmup_epochs * steps_per_epoch(len(train), fc.batch_size))
-    batches = lambda e, s: make_loader(train, fc.batch_size, seed=cfg.seed, epoch=e, start_batch=s,  # noqa: E731
-                                       device=device)
+    bs = _per_rank_batch(fc.batch_size, "finetune.batch_size")
+    total = fc.epochs * steps_per_epoch(len(train), bs)
+    warm = round(fc.warmup_epochs * steps_per_epoch(len(train), bs))
+    batches = lambda e, s: make_loader(train, bs, seed=cfg.seed, epoch=e, start_batch=s,  # noqa: E731
+                                       device=device, num_workers=cfg.data.num_workers)
+    net = distributed.wrap(Classifier(model, head), device)  # the training forward; gradients averaged
 
     def predict(x):
         return head(model.cls_feature(x))
@@ -206,13 +243,13 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
     def evaluate():
         model.eval()
         try:
-            return accuracy(predict, test, device, size, mean, std, cfg.amp, cfg.precision)
+            return accuracy(predict, test, device, size, mean, std, cfg.amp, cfg.precision, cfg.data.num_workers)
         finally:
             model.train()
 
     trainer, ipe, hist, on_end = _epoch_trainer(cfg, out, "patchmix-finetune",
                                                 {"model": model, "head": head, "opt": opt}, len(train),
-                                                fc.batch_size, fc.epochs, batches, evaluate, resume)
+                                                bs, fc.epochs, batches, evaluate, resume)
 
     def step(batch, state):
         i = state.step
@@ -222,7 +259,7 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
             lr = fc.min_lr + 0.5 * (lr0 - fc.min_lr) * (1 + math.cos(math.pi * (i - warm) / max(total - warm, 1)))
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
+        gen = torch.Generator().manual_seed(_step_seed(cfg.seed, i))
         x = to_unit(batch[0].to(device, non_blocking=True))
         if fc.random_crop_pad:
             x = _random_crop_flip(x, fc.random_crop_pad, gen)
@@ -231,7 +268,7 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
         y = torch.as_tensor(batch[1]).to(device)
         x, soft = mixup_cutmix(normalize(x, mean, std), y, nc, fc, gen)
         with runtime.autocast(device, cfg.precision, enabled=cfg.amp):
-            logits = predict(x)
+            logits = net(x)
         loss = -(soft * F.log_softmax(logits.float(), 1)).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
