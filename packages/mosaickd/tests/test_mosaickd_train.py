@@ -147,10 +147,13 @@ def test_cli_corrupt_and_foreign_checkpoints(tiny_teacher, tmp_path, capsys):
     kd_dir = tmp_path / "kd"
     run_kd(load(KDConfig, None, SHAPES + ["model.student=cnn8", f"model.teacher={tiny_teacher}", "batch_size=16",
                                           "steps=1", f"out={kd_dir}", "eval_teacher=false"]))
-    assert "not 'mosaickd'" in _error_line(cli.train, argv + ["--resume", str(kd_dir / "last.pt")], capsys)
+    # --accept-config-change: get past the spine's config comparison (a KD config differs) to the kind check
+    assert "not 'mosaickd'" in _error_line(cli.train, argv + ["--resume", str(kd_dir / "last.pt"),
+                                                             "--accept-config-change"], capsys)
     # a checkpoint of another student architecture
     run_mosaic(mosaic_cfg(tiny_teacher, tmp_path / "m", "train.iters=1"))
-    msg = _error_line(cli.train, argv + ["model.student=cnn16", "--resume", str(tmp_path / "m" / "last.pt")], capsys)
+    msg = _error_line(cli.train, argv + ["model.student=cnn16", "--resume", str(tmp_path / "m" / "last.pt"),
+                                         "--accept-config-change"], capsys)
     assert "shape mismatch" in msg or "does not match" in msg
     # a teacher file that is not a state dict of the named architecture
     wrong = tmp_path / "wrong.pt"

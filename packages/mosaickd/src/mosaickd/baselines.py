@@ -175,7 +175,7 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
     def on_step_end(st, last):
         if st.step % eval_every and st.step != total:
             return
-        acc = evaluate(student, test, norm_id, device)
+        acc = evaluate(student, test, norm_id, device, precision=prec)
         track["last"] = {"step": st.step, **acc}
         if acc["top1"] > track["best_top1"]:
             track.update(best_top1=acc["top1"], best_step=st.step)
@@ -192,7 +192,7 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
                "wall_s": round(timer.seconds, 2), "device": str(device)}
     if trainer.state.step >= total:
         if cfg.eval_teacher:
-            summary["teacher_top1"] = evaluate(teacher, test, norm_id, device)["top1"]
+            summary["teacher_top1"] = evaluate(teacher, test, norm_id, device, precision=prec)["top1"]
         export_model(student, out / "student.pt", cfg.model.student, num_classes,
                      norm=d.in_domain_norm or d.in_domain, in_chans=d.channels, test_top1=summary["last_top1"])
     trainer.logger.summary(**summary)

@@ -103,10 +103,11 @@ def teacher_logits(teacher: nn.Module, data: ImageSet, norm: nn.Module, device, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageSet, norm: nn.Module, device, batch: int = 500) -> dict[str, float]:
+def evaluate(model: nn.Module, data: ImageSet, norm: nn.Module, device, batch: int = 500,
+             precision: str = "bf16") -> dict[str, float]:
     was = model.training
     model.eval()
-    scores = teacher_logits(model, data, norm, device, batch).cpu()
+    scores = teacher_logits(model, data, norm, device, batch, precision).cpu()
     model.train(was)
     acc = topk_accuracy(scores, data.labels, ks=(1, 5) if scores.shape[1] > 5 else (1,))
     return {k: round(v, 3) for k, v in acc.items()}

@@ -56,7 +56,7 @@ def run_teacher(cfg: TeacherConfig, resume: str | None = None, stop_at: int | No
         return {"loss": loss.detach(), "lr": sched.get_last_lr()[0]}
 
     trainer.run(step, stop_at=stop_at)
-    acc = evaluate(model, test, norm, device)
+    acc = evaluate(model, test, norm, device, precision=prec)
     trainer.logger.log(trainer.state.step, split="test", **acc)
     summary = {"arch": t.arch, "num_classes": num_classes, "dataset": t.dataset, "classes": t.classes,
                "steps": trainer.state.step, "resumed": resumed, "test_top1": acc["top1"],

@@ -93,7 +93,7 @@ def run_mosaic(cfg: MosaicConfig, resume: str | None = None, stop_at: int | None
     def on_step_end(st, last):
         if st.step % eval_every and st.step != total and st.batch_in_epoch != ipe:
             return
-        acc = evaluate(game.S, test, norm_id, device)
+        acc = evaluate(game.S, test, norm_id, device, precision=game.precision)
         track["last"] = {"step": st.step, **acc}
         if acc["top1"] > track["best_top1"]:
             track.update(best_top1=acc["top1"], best_step=st.step)
@@ -110,7 +110,7 @@ def run_mosaic(cfg: MosaicConfig, resume: str | None = None, stop_at: int | None
                "wall_s": round(timer.seconds, 2), "device": str(device)}
     if trainer.state.step >= total:
         if cfg.train.eval_teacher:
-            summary["teacher_top1"] = evaluate(game.T, test, norm_id, device)["top1"]
+            summary["teacher_top1"] = evaluate(game.T, test, norm_id, device, precision=game.precision)["top1"]
         export_model(game.S, out / "student.pt", cfg.model.student, game.S.fc.out_features,
                      norm=cfg.data.in_domain_norm or cfg.data.in_domain, in_chans=cfg.data.channels,
                      test_top1=summary["last_top1"])
