@@ -10,7 +10,8 @@
 3. Layer graphs of every conv layer of VGG-16 blockwise (one forward + one autograd.grad per layer vs a forward
    per layer), the shared-forward speed-up.
 4. Pairwise scoring of 20 models x 1000 probes (node + edge similarity of all 190 pairs), seconds.
---long: also the real-data model-selection run (configs/real_zoo_gpu.yaml + the two WRN teachers).
+--long: also the real-data model-selection run (configs/real_zoo_gpu.yaml + the two WRN teachers) and the VGG-16
+layer selection for animals-6 (configs/vgg_layer_selection.yaml).
 --smoke: the same code on the CPU with tiny sizes (< 30 s).
 """
 from __future__ import annotations
@@ -152,6 +153,39 @@ def selection_rows(rep, args, models_root: Path, dev) -> None:
                     rep.row(f"selection {scorer} {k}", v, "")
 
 
+def layer_selection_rows(rep, args, models_root: Path, dev) -> None:
+    """--long: which VGG-16 conv layer transfers best to animals-6 (configs/vgg_layer_selection.yaml)."""
+    import json
+    import tempfile
+
+    from depara import cli
+    from depara.data import split_size
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "vgg_layer_selection.yaml"
+    tr, te = split_size("cifar", True, args.data_root) // 2, split_size("cifar", False, args.data_root) // 2
+    cap = (64, 50, 16) if args.smoke else (5000, 5000, 1000)
+    sizes = [f"data.n_transfer={min(cap[0], tr)}", f"data.n_test={min(cap[1], te)}",
+             f"data.n_probe={min(cap[2], te)}"] + (["graph.batch_size=8", "transfer.iters=2"] if args.smoke else [])
+    extra = [f"data_root={args.data_root}"] if args.data_root else []
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["--config", str(cfg), "--out", f"{tmp}/layers", f"device={dev.type}", *extra, *sizes,
+                f"select.layer_source={models_root / 'cifar10_vgg16_blockwise.pt'}",
+                f"select.layer_reference={models_root / 'cifar10_animals6_wrn40_2.pt'}"]
+        t0 = time.perf_counter()
+        try:
+            failed = cli.select_main(argv)
+        except SystemExit as e:
+            failed = e.code or 1
+        if failed:
+            rep.row("layer selection run failed (see the log)", None, "")
+            return
+        rep.row("VGG-16 layer selection (vgg_layer_selection.yaml)", time.perf_counter() - t0, "s")
+        res = json.loads((Path(tmp) / "layers" / "layers.json").read_text())
+        for k in ("spearman_lam1", "regret_lam1"):
+            if isinstance(res.get(k), (int, float)):
+                rep.row(f"layer selection {k}", res[k], "")
+
+
 def main(argv=None) -> None:
     args = bench.gpu_parser("depara", __doc__.split("\n")[0]).parse_args(argv)
     rep = bench.gpu_report("depara", args)
@@ -177,6 +211,7 @@ def main(argv=None) -> None:
         pairwise_rows(rep, dev, *((3, 20, 64) if smoke else (20, 1000, 65536)))
     if args.long:
         selection_rows(rep, args, models_root, dev)
+        layer_selection_rows(rep, args, models_root, dev)
 
 
 if __name__ == "__main__":
