@@ -90,11 +90,23 @@ def run_gan(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = N
     summary = {"mode": cfg.mode, "loss": cfg.loss, "steps": trainer.state.step,
                "step_s": timer.step_s, "step_cpu_s": timer.step_cpu_s}
     torch.save({"G": G.state_dict(), "config": config_mod.to_dict(cfg), "channels": channels}, out / "generator.pt")
+    _samples_png(cfg, G, device, ds, out / "samples.png")
     if cfg.eval_samples and (stop_at is None or trainer.state.step >= total):
         summary.update(quality(cfg, G, device, channels))
     trainer.logger.summary(**summary)
     summary["G"], summary["D"] = G, D
     return summary
+
+
+def _samples_png(cfg: OSGANConfig, G, device, ds, path: Path) -> None:
+    """What the generator makes now: real vs generated points for the 2-D ring, else a grid of 64 images
+    (fixed noise, its own RNG: the training RNG streams are untouched)."""
+    from tenfold import plot
+
+    if cfg.data.name == "ring":
+        plot.save_scatter(ds.x[:2000], sample(G, 2000, cfg.model.zdim, device), path, title="ring: real vs G")
+    else:
+        plot.save_grid(sample(G, 64, cfg.model.zdim, device), path, nrow=8)
 
 
 @torch.no_grad()
