@@ -72,9 +72,10 @@ def train_zoo(cfg: DeparaConfig, device: torch.device, resume: bool = False, poo
     out = zoo_dir(cfg)
     (out / "models").mkdir(parents=True, exist_ok=True)
     info = {}
+    unknown = [t for t in cfg.zoo.tasks if t not in TASKS]  # before any training, not after the first models
+    if unknown:
+        raise ConfigError(f"unknown task {unknown[0]!r} in zoo.tasks; known: {', '.join(TASKS)}")
     for i, task in enumerate(progress(cfg.zoo.tasks, desc="zoo")):
-        if task not in TASKS:
-            raise ConfigError(f"unknown task {task!r} in zoo.tasks; known: {', '.join(TASKS)}")
         path = out / "models" / f"{task}.pt"
         if resume and path.is_file():
             info[task] = checkpoint.load(path, kind="depara-zoo-model")["meta"]
