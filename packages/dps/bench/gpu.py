@@ -17,6 +17,7 @@ Usage: python packages/dps/bench/gpu.py --out DIR [--smoke] [--budget S] [--data
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,7 +164,7 @@ def training_rows(rep, cfg, prep, dev, gas_model, alpha, batches, bs):
 
 
 def real_rows(rep, args, dev, smoke):
-    root = args.data_root
+    root = args.data_root or os.environ.get("TENFOLD_DATA")
     if not root or not (Path(root) / "ia_hypertext" / "events.csv").is_file():
         rep.row("real data ia_hypertext", None, "AUC (skipped: no data under --data-root)")
         return
