@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tenfold.data.transforms import normalize_batch
 
-__all__ = ["ViewSpec", "random_resized_crop", "color_jitter", "grayscale", "gaussian_blur", "solarize",
+__all__ = ["ViewSpec", "rrc_boxes", "random_resized_crop", "color_jitter", "grayscale", "gaussian_blur", "solarize",
            "make_view", "eval_view", "normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,24 +32,65 @@ class ViewSpec:
     gray_p: float = 0.2
     flip_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    rrc: str = "torchvision"  # torchvision: 10 tries then a centre crop; clamp: one draw, clamped (old)
+    jitter_order: str = "random"  # random: a fresh order of the four jitter ops per image (torchvision); fixed
 
 
 def _u(n, lo, hi, g):
     return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
 
+def rrc_boxes(n: int, height: int, width: int, scale, ratio, g: torch.Generator, tries: int = 10):
+    """torchvision's RandomResizedCrop.get_params for n images at once: up to `tries` draws of area U(scale)·H·W
+    and log-uniform aspect ratio, rounded to whole pixels, the first that fits is kept (its top/left uniform over
+    the valid positions); none fits -> the centre crop with the ratio clamped to the range. Returns float64
+    (top, left, h, w) in pixels."""
+    area = height * width * _u(n * tries, scale[0], scale[1], g).view(n, tries)
+    r = _u(n * tries, math.log(ratio[0]), math.log(ratio[1]), g).view(n, tries).exp()
+    w = torch.round(torch.sqrt(area * r))
+    h = torch.round(torch.sqrt(area / r))
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.where(ok.any(1), ok.double().argmax(1), torch.zeros(n, dtype=torch.long))
+    w, h = w.gather(1, first[:, None])[:, 0], h.gather(1, first[:, None])[:, 0]
+    u_top, u_left = torch.rand(n, generator=g, dtype=torch.float64), torch.rand(n, generator=g, dtype=torch.float64)
+    top, left = torch.floor(u_top * (height - h + 1)), torch.floor(u_left * (width - w + 1))
+    # fallback (no try fitted): torchvision's centre crop of the whole image with the ratio clamped
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fw, fh = round(height * max(ratio)), height
+    else:
+        fw, fh = width, height
+    miss = ~ok.any(1)
+    w, h = torch.where(miss, float(fw), w), torch.where(miss, float(fh), h)
+    top = torch.where(miss, float((height - fh) // 2), top)
+    left = torch.where(miss, float((width - fw) // 2), left)
+    return top, left, h, w
+
+
 def random_resized_crop(x: torch.Tensor, size: int, scale, g: torch.Generator, flip_p: float = 0.0,
-                        ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
-    """Crop of area fraction U(scale) and log-uniform aspect ratio, resized bicubically to size x size,
-    with an optional horizontal flip folded into the same resampling."""
+                        ratio=(3 / 4, 4 / 3), mode: str = "torchvision") -> torch.Tensor:
+    """RandomResizedCrop resized bicubically to size x size, with an optional horizontal flip folded into the same
+    resampling. mode="torchvision": torchvision's box rule (`rrc_boxes`: retries, whole pixels, centre-crop
+    fallback); mode="clamp": one draw of area fraction and ratio with the sides clamped to the image (the earlier
+    behaviour, kept for the calibrated CPU configs)."""
     n = x.shape[0]
-    area = _u(n, scale[0], scale[1], g)
-    logr = _u(n, math.log(ratio[0]), math.log(ratio[1]), g)
-    r = logr.exp()
-    w = (area * r).sqrt().clamp(max=1.0)  # fractions of the image width / height
-    h = (area / r).sqrt().clamp(max=1.0)
-    cx = (1 - w) * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)  # centre in [-(1-w), 1-w]
-    cy = (1 - h) * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)
+    if mode == "torchvision":
+        hh, ww = x.shape[-2:]
+        top, left, bh, bw = rrc_boxes(n, hh, ww, scale, ratio, g)
+        w, h = bw / ww, bh / hh  # fractions of the image width / height
+        cx, cy = (2 * left + bw) / ww - 1, (2 * top + bh) / hh - 1  # box centres in [-1, 1]
+    elif mode == "clamp":
+        area = _u(n, scale[0], scale[1], g)
+        logr = _u(n, math.log(ratio[0]), math.log(ratio[1]), g)
+        r = logr.exp()
+        w = (area * r).sqrt().clamp(max=1.0)  # fractions of the image width / height
+        h = (area / r).sqrt().clamp(max=1.0)
+        cx = (1 - w) * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)  # centre in [-(1-w), 1-w]
+        cy = (1 - h) * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)
+    else:
+        raise ValueError(f"random_resized_crop mode must be 'torchvision' or 'clamp', got {mode!r}")
     flip = torch.rand(n, generator=g) < flip_p
     sx = torch.where(flip, -w, w)
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)
@@ -63,10 +104,41 @@ def _gray(x):
     return (x * w).sum(1, keepdim=True)
 
 
-def color_jitter(x, strength, p, g):
+def _brightness(y, f):
+    return (y * f).clamp(0, 1)
+
+
+def _contrast(y, f):
+    m = _gray(y).mean((2, 3), keepdim=True)
+    return ((y - m) * f + m).clamp(0, 1)
+
+
+def _saturation(y, f):
+    gy = _gray(y)
+    return ((y - gy) * f + gy).clamp(0, 1)
+
+
+def _hue(y, fh):
+    """Rotation of the chroma plane in YIQ space by 2·pi·fh, a batched stand-in for torchvision's HSV shift."""
+    n = y.shape[0]
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          dtype=y.dtype, device=y.device)
+    ang = 2 * math.pi * fh
+    cos, sin = ang.cos(), ang.sin()
+    rot = torch.zeros(n, 3, 3, dtype=y.dtype, device=y.device)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # [n, 3, 3]
+    return torch.einsum("nij,njhw->nihw", m, y).clamp(0, 1)
+
+
+def color_jitter(x, strength, p, g, order: str = "random"):
     """Brightness, contrast, saturation and hue factors per sample (applied to a fraction p of the batch).
 
-    Hue is a rotation of the chroma plane in YIQ space, a close batched stand-in for torchvision's HSV shift."""
+    Brightness, contrast and saturation are torchvision's adjust_* on float images. order="random": like
+    torchvision's ColorJitter, each image applies the four ops in its own random order (every op is computed for
+    the whole batch at each of the four stages and each image keeps its stage's op); order="fixed": brightness,
+    contrast, saturation, hue for every image (the earlier behaviour, kept for the calibrated CPU configs)."""
     n = x.shape[0]
     b, c, s, h = strength
     on = (torch.rand(n, generator=g) < p).to(x.device).view(n, 1, 1, 1)
@@ -74,21 +146,23 @@ def color_jitter(x, strength, p, g):
     fc = _u(n, max(0, 1 - c), 1 + c, g).to(x).view(n, 1, 1, 1)
     fs = _u(n, max(0, 1 - s), 1 + s, g).to(x).view(n, 1, 1, 1)
     fh = _u(n, -h, h, g).to(x)
-    y = (x * fb).clamp(0, 1)
-    y = ((y - _gray(y).mean((2, 3), keepdim=True)) * fc + _gray(y).mean((2, 3), keepdim=True)).clamp(0, 1)
-    gy = _gray(y)
-    y = ((y - gy) * fs + gy).clamp(0, 1)
+    ops = [lambda y: _brightness(y, fb), lambda y: _contrast(y, fc), lambda y: _saturation(y, fs)]
     if h > 0:
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                              dtype=x.dtype, device=x.device)
-        ang = 2 * math.pi * fh
-        cos, sin = ang.cos(), ang.sin()
-        rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
-        rot[:, 0, 0] = 1
-        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # [n, 3, 3]
-        y = torch.einsum("nij,njhw->nihw", m, y).clamp(0, 1)
+        ops.append(lambda y: _hue(y, fh))
+    if order == "fixed":
+        y = x
+        for op in ops:
+            y = op(y)
+    elif order == "random":
+        perm = torch.rand(n, len(ops), generator=g).argsort(1).to(x.device)  # [n, stage] -> op index
+        y = x
+        for stage in range(perm.shape[1]):
+            outs = torch.stack([op(y) for op in ops])  # [ops, n, C, H, W]
+            y = outs.gather(0, perm[:, stage].view(1, n, 1, 1, 1).expand(1, *y.shape))[0]
+    else:
+        raise ValueError(f"color_jitter order must be 'random' or 'fixed', got {order!r}")
     return torch.where(on, y, x)
+
 
 
 def grayscale(x, p, g):
@@ -128,9 +202,9 @@ def normalize(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 def make_view(x: torch.Tensor, spec: ViewSpec, g: torch.Generator, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """One augmented, normalised view of a [0,1] batch (crop+flip, jitter, grayscale, blur, solarise)."""
-    y = random_resized_crop(x, spec.size, spec.scale, g, spec.flip_p)
+    y = random_resized_crop(x, spec.size, spec.scale, g, spec.flip_p, mode=spec.rrc)
     if spec.jitter_p > 0:
-        y = color_jitter(y, spec.jitter, spec.jitter_p, g)
+        y = color_jitter(y, spec.jitter, spec.jitter_p, g, spec.jitter_order)
     if spec.gray_p > 0:
         y = grayscale(y, spec.gray_p, g)
     if spec.blur_p > 0:

@@ -96,6 +96,12 @@ class AugConfig:
     flip_p: float = probability(0.5)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet statistics, also for CIFAR
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # torchvision: RandomResizedCrop's rule (10 tries, whole pixels, centre-crop fallback); clamp: one draw with
+    # the sides clamped to the image (the earlier batched approximation; the calibrated CPU configs keep it)
+    rrc: Literal["torchvision", "clamp"] = "torchvision"
+    # random: each image applies brightness/contrast/saturation/hue in its own random order (torchvision's
+    # ColorJitter); fixed: always in that order (earlier behaviour, kept by the calibrated CPU configs)
+    jitter_order: Literal["random", "fixed"] = "random"
 
     def validate(self):
         lo, hi = self.global_scale

@@ -30,7 +30,8 @@ def step_seed(seed: int, step: int, salt: int) -> int:
 
 
 def view_specs(a) -> tuple[ViewSpec, ViewSpec, ViewSpec]:
-    common = dict(jitter=tuple(a.jitter), jitter_p=a.jitter_p, gray_p=a.gray_p, flip_p=a.flip_p)
+    common = dict(jitter=tuple(a.jitter), jitter_p=a.jitter_p, gray_p=a.gray_p, flip_p=a.flip_p, rrc=a.rrc,
+                  jitter_order=a.jitter_order)
     v1 = ViewSpec(a.input_size, tuple(a.global_scale), a.blur_p[0], a.solarize_p[0], **common)
     v2 = ViewSpec(a.input_size, tuple(a.global_scale), a.blur_p[1], a.solarize_p[1], **common)
     local = ViewSpec(a.local_size, tuple(a.local_scale), a.local_blur_p, 0.0, **common)
