@@ -156,6 +156,8 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
                                   "route_counts": st1.route_counts, "config": config_mod.to_dict(cfg),
                                   "world": distributed.world_size()}, KIND + "-stage1")
         say(f"stage 1 done: {total} iterations in {summary['stage1_time_s']:.1f}s")
+        if main:
+            _class_grid(G, out / "stage1_samples.png", device)
     elif need_stage1:
         G = make_g().to(device)  # resumed in stage 2: G comes from the checkpoint below
     if init != "stage1":
@@ -216,6 +218,19 @@ def run(cfg, *, resume=None, stop_at: tuple[str, int] | None = None, fed=None, l
     summary["S"] = st2.S.state_dict()
     say(f"{method}: final global test accuracy {summary['final_test_acc']:.4f} after {rounds} rounds")
     return summary
+
+
+@torch.no_grad()
+def _class_grid(G, path: Path, device, per_class: int = 8) -> None:
+    """One row per class of what the Stage-1 generator makes (a copy in eval mode and its own noise, so neither
+    the generator's BN statistics nor the training RNG streams change)."""
+    from tenfold import plot
+
+    g = copy.deepcopy(G).eval()
+    n = g.n_classes
+    y = torch.arange(n, device=device).repeat_interleave(per_class)
+    z = torch.randn(len(y), g.n_z, generator=torch.Generator().manual_seed(0)).to(device)
+    plot.save_grid(g(z, torch.nn.functional.one_hot(y, n).float()), path, nrow=per_class)
 
 
 def mean_std(xs: list[float]) -> tuple[float, float]:
