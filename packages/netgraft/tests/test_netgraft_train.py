@@ -204,7 +204,9 @@ def test_train_help_lists_every_config_key(capsys):
         train_cli(["--help"])
     assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for key in ("model.student_init=random", "data.cache_crops=0", "stage2.lr=0.0001", "stage2.select=last"):
+    # the spine lists 'key: type = default' (tenfold.config.typed_defaults)
+    for key in ("model.student_init: Literal['random', 'prune'] = random", "data.cache_crops: int = 0",
+                "stage2.lr: float = 0.0001", "stage2.select: Literal['last', 'best_on_val', 'best_on_test'] = last"):
         assert key in out, key
 
 
