@@ -71,3 +71,33 @@ def test_color_jitter_is_torchvisions_ops_in_each_images_order(order):
         torch.testing.assert_close(out[k], want, atol=2e-3, rtol=0)  # grayscale weights .299 vs .2989
     seen = {tuple(p) for p in perm.tolist()}
     assert len(seen) >= 4 if order == "random" else seen == {(0, 1, 2)}
+
+
+def test_rand_augment_is_torchvisions_per_image_and_leaves_the_global_rng():
+    from patchmix.augment import rand_augment
+    from torchvision.transforms import v2
+
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)).expand(24, -1, -1, -1)
+    before = torch.random.get_rng_state()
+    out = rand_augment(x, 2, 9, torch.Generator().manual_seed(6))
+    assert torch.equal(torch.random.get_rng_state(), before)  # exact resume: the global RNG is untouched
+    assert len({o.numpy().tobytes() for o in out}) > 12  # each image draws its own two ops
+    seeds = torch.randint(0, 2**62, (24,), generator=torch.Generator().manual_seed(6)).tolist()
+    ra = v2.RandAugment(num_ops=2, magnitude=9, interpolation=v2.InterpolationMode.BILINEAR)
+    u8 = (x[0] * 255).round().to(torch.uint8)
+    for k in (0, 7, 23):
+        torch.manual_seed(seeds[k])
+        assert torch.equal(out[k], ra(u8).float() / 255)
+
+
+def test_random_erasing_statistics_match_torchvision():
+    from patchmix.augment import random_erasing
+
+    n = 2000
+    out = random_erasing(torch.zeros(n, 3, 16, 16), 0.25, torch.Generator().manual_seed(7))
+    erased = out.ne(0).flatten(1).any(1)
+    assert abs(erased.float().mean().item() - 0.25) < 0.03  # p = 0.25 (3 sigma ~ 0.029)
+    frac = out[erased].ne(0).flatten(1).float().mean(1)  # area of the one box (N(0,1) pixels are never 0)
+    assert frac.min().item() >= 0.01 and frac.max().item() <= 0.33 + 0.05  # scale (0.02, 0.33), whole pixels
+    vals = out[out.ne(0)]
+    assert abs(vals.mean().item()) < 0.05 and abs(vals.std().item() - 1.0) < 0.05  # 'random' fill: N(0, 1)

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from tenfold.data.transforms import normalize_batch
 
-__all__ = ["ViewSpec", "rrc_boxes", "random_resized_crop", "color_jitter", "grayscale", "gaussian_blur", "solarize",
-           "make_view", "eval_view", "normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ViewSpec", "rrc_boxes", "random_resized_crop", "rand_augment", "random_erasing", "color_jitter",
+           "grayscale", "gaussian_blur", "solarize", "make_view", "eval_view", "normalize", "IMAGENET_MEAN",
+           "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -194,6 +195,42 @@ def gaussian_blur(x, p, sigma_range, g, max_sigma: float = 2.0):
 def solarize(x, p, g, threshold: float = 128 / 255):
     on = (torch.rand(x.shape[0], generator=g) < p).to(x.device).view(-1, 1, 1, 1)
     return torch.where(on & (x >= threshold), 1.0 - x, x)
+
+
+def _per_sample(x: torch.Tensor, fn, g: torch.Generator) -> torch.Tensor:
+    """Apply a torchvision transform (which draws from torch's global CPU RNG) to each image with its own seed
+    from `g`, leaving the global RNG state as it was (exact resume)."""
+    seeds = torch.randint(0, 2**62, (x.shape[0],), generator=g).tolist()
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for img, seed in zip(x, seeds):
+            torch.manual_seed(seed)
+            out.append(fn(img))
+    return torch.stack(out)
+
+
+def rand_augment(x: torch.Tensor, num_ops: int, magnitude: int, g: torch.Generator) -> torch.Tensor:
+    """torchvision's RandAugment(num_ops, magnitude) per image (its own ops for every image), on [0, 1] floats
+    through uint8 as torchvision's PIL-equivalent ops expect; the fine-tune recipe's rand-m9 (timm's
+    magnitude noise mstd 0.5 and 'increasing' op set are not reproduced: torchvision's op set, fixed magnitude;
+    bilinear where timm's PIL ops use bicubic, which torchvision's tensor ops do not offer)."""
+    if num_ops <= 0:
+        return x
+    from torchvision.transforms import v2
+
+    ra = v2.RandAugment(num_ops=num_ops, magnitude=magnitude, interpolation=v2.InterpolationMode.BILINEAR)
+    u8 = (x * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return _per_sample(u8, ra, g).float().div_(255)
+
+
+def random_erasing(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """torchvision's RandomErasing(p, value='random') per image on normalised images: one box of area
+    U(0.02, 0.33) and log-uniform ratio (0.3, 3.3) filled with N(0, 1) pixels (timm's 'pixel' mode, 1 box)."""
+    if p <= 0:
+        return x
+    from torchvision.transforms import RandomErasing
+
+    return _per_sample(x, RandomErasing(p=p, value="random"), g)
 
 
 def normalize(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):

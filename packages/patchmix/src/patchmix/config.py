@@ -214,6 +214,9 @@ class FinetuneConfig:
     mix_prob: float = probability(1.0)
     switch_prob: float = probability(0.5)
     random_crop_pad: int = 4  # CIFAR: RandomCrop(32, padding=4) + flip; 0: RandomResizedCrop(0.08, 1)
+    randaug_ops: int = 2  # RandAugment (torchvision's, per image) after the crop; 0 disables
+    randaug_magnitude: int = 9
+    reprob: float = 0.25  # RandomErasing probability (one box, N(0, 1) pixels) after normalisation
 
 
 @dataclass

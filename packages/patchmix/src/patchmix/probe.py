@@ -19,7 +19,7 @@ from tenfold.loop import Trainer
 from tenfold.meters import MetricLogger
 from torch import nn
 
-from .augment import eval_view, normalize, random_resized_crop
+from .augment import eval_view, normalize, rand_augment, random_erasing, random_resized_crop
 from .config import EvalConfig
 from .data import load_split, to_unit
 from .evaluate import all_reduce_sum, extract, knn_eval, load_pretrained, random_head, shard_loader
@@ -266,7 +266,9 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
         else:
             x = random_resized_crop(x, size, (0.08, 1.0), gen, flip_p=0.5)
         y = torch.as_tensor(batch[1]).to(device)
-        x, soft = mixup_cutmix(normalize(x, mean, std), y, nc, fc, gen)
+        x = rand_augment(x, fc.randaug_ops, fc.randaug_magnitude, gen)  # timm order: crop, flip, RA, normalise,
+        x = random_erasing(normalize(x, mean, std), fc.reprob, gen)       # erase, then batch Mixup/CutMix
+        x, soft = mixup_cutmix(x, y, nc, fc, gen)
         with runtime.autocast(device, cfg.precision, enabled=cfg.amp):
             logits = net(x)
         loss = -(soft * F.log_softmax(logits.float(), 1)).sum(1).mean()
