@@ -116,6 +116,8 @@ def test_base_parser_lists_schema_keys_in_help():
     class Cfg:
         steps: int = 3
 
-    text = " ".join(cli.base_parser("x", "d", schema=Cfg, defaults="the paper's").format_help().split())
-    assert "Config keys (defaults = the paper's): steps=3." in text
-    assert "Config keys" not in cli.base_parser("x", "d").format_help()
+    text = cli.base_parser("x-train", "d", schema=Cfg, defaults="the paper's").format_help()
+    assert "config keys (defaults = the paper's):\n  steps: int = 3\n" in text
+    assert text.rstrip().splitlines()[-2:] == ["  x-train --out runs/x-train-demo",
+                                               "  x-train steps=6 --out runs/x-train-demo --print-config"]
+    assert "config keys" not in cli.base_parser("x", "d").format_help()
