@@ -52,12 +52,13 @@ class TeacherTaps:
     def _bn_hook(self, name):
         def hook(mod, inputs, output):
             if self.enabled_bn:
-                self._bn[name] = bn_stat_loss(inputs[0], mod.running_mean, mod.running_var)
+                # fp32 statistics: under bf16 autocast the input is bf16, and a variance in bf16 is too coarse
+                self._bn[name] = bn_stat_loss(inputs[0].float(), mod.running_mean.float(), mod.running_var.float())
         return hook
 
     def _feat_hook(self, name):
         def hook(mod, inputs, output):
-            a = inputs[0]
+            a = inputs[0].float()  # the contrastive features are compared in fp32 (bf16 under autocast)
             self._feat[name] = a.mean(dim=tuple(range(2, a.dim()))) if a.dim() > 2 else a
         return hook
 

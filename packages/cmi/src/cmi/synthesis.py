@@ -72,9 +72,10 @@ class CMISynthesizer:
     """Generator + learnable latents re-initialised per round, a persistent head (+ its Adam) and bank."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module | None, num_classes: int, cfg, normalizer: Normalizer,
-                 device, img_size: int = 32, channels: int = 3, arch: str | None = None):
+                 device, img_size: int = 32, channels: int = 3, arch: str | None = None, precision: str = "bf16"):
         self.teacher, self.student, self.num_classes, self.cfg = teacher, student, num_classes, cfg
         self.normalizer, self.device, self.img_size = normalizer, torch.device(device), img_size
+        self.precision = precision  # autocast dtype on CUDA (bf16 | fp16 | fp32); CPU runs fp32
         self.generator = Generator(cfg.nz, cfg.ngf, img_size, channels).to(self.device)
         self.taps = TeacherTaps(teacher, list(cfg.feature_layers) or None, arch)
         self.feat_dim = feature_dim(teacher, self.taps, img_size, channels)
@@ -88,7 +89,7 @@ class CMISynthesizer:
     # one synthesis iteration's losses, exposed for tests (§2.4)
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict:
         c = self.cfg
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             xg = global_view(x, self.normalizer)
             t = self.teacher(xg)
         t = t.float()
@@ -97,7 +98,7 @@ class CMISynthesizer:
         l_oh = F.cross_entropy(t, y)
         l_adv = t.new_zeros(())
         if c.adv > 0 and self.student is not None:
-            with autocast(self.device):
+            with autocast(self.device, self.precision):
                 s = self.student(xg)
             l_adv = masked_adversarial_loss(s.float(), t)
         out = {"bn": l_bn, "oh": l_oh, "adv": l_adv, "fg": fg}
@@ -106,7 +107,7 @@ class CMISynthesizer:
             xl = local_view(x, self.normalizer)
             self.taps.enabled_bn = False  # L_bn is defined on the global view only (pitfall 7)
             try:
-                with autocast(self.device):
+                with autocast(self.device, self.precision):
                     self.teacher(xl)
             finally:
                 self.taps.enabled_bn = True
@@ -191,9 +192,10 @@ class DeepInvSynthesizer:
     """Pixels optimised directly in normalised space (§2.9): bn*L_bn + oh*CE + adv*(-JS_T3) + tv*TV + l2*||x||."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module | None, num_classes: int, cfg, normalizer: Normalizer,
-                 device, img_size: int = 32, channels: int = 3, arch: str | None = None):
+                 device, img_size: int = 32, channels: int = 3, arch: str | None = None, precision: str = "bf16"):
         self.teacher, self.student, self.num_classes, self.cfg = teacher, student, num_classes, cfg
         self.normalizer, self.device = normalizer, torch.device(device)
+        self.precision = precision
         self.img_size, self.channels = img_size, channels
         self.taps = TeacherTaps(teacher, [], arch, features=False)
         self.cost_fn = None
@@ -216,14 +218,14 @@ class DeepInvSynthesizer:
             last = {}
             for it in range(c.g_steps):
                 x = jitter_and_flip(inputs, max(self.img_size // 8, 1), per_sample=c.per_sample_jitter)
-                with autocast(dev):
+                with autocast(dev, self.precision):
                     t = self.teacher(x)
                 t = t.float()
                 l_bn = self.taps.bn_loss() if c.bn > 0 else t.new_zeros(())
                 l_oh = F.cross_entropy(t, y)
                 l_adv = t.new_zeros(())
                 if c.adv > 0 and self.student is not None:
-                    with autocast(dev):
+                    with autocast(dev, self.precision):
                         s = self.student(x)
                     l_adv = -jsdiv(s.float(), t, T=3.0)
                 loss = c.bn * l_bn + c.oh * l_oh + c.adv * l_adv + c.tv * tv_l1(inputs) + c.l2 * inputs.norm()
@@ -254,9 +256,10 @@ class GenerativeSynthesizer:
     """DAFL / ZSKT / DFQ / DFAD: a persistent LargeGenerator trained adversarially/with priors (§2.9)."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module | None, num_classes: int, cfg, normalizer: Normalizer,
-                 device, img_size: int = 32, channels: int = 3, arch: str | None = None):
+                 device, img_size: int = 32, channels: int = 3, arch: str | None = None, precision: str = "bf16"):
         self.teacher, self.student, self.num_classes, self.cfg = teacher, student, num_classes, cfg
         self.normalizer, self.device = normalizer, torch.device(device)
+        self.precision = precision
         self.generator = LargeGenerator(cfg.nz, cfg.ngf, img_size, channels).to(self.device)
         self.opt = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.999))
         self.taps = TeacherTaps(teacher, [], arch, features=False) if cfg.bn > 0 else None
@@ -267,7 +270,7 @@ class GenerativeSynthesizer:
     def generator_losses(self, z: torch.Tensor) -> dict:
         c = self.cfg
         x = self.normalizer(self.generator(z))
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             t, feat = self.teacher(x, return_features=True)
         t, feat = t.float(), feat.float()
         zero = t.new_zeros(())
@@ -277,7 +280,7 @@ class GenerativeSynthesizer:
         l_bal = class_balance_loss(t) if c.balance > 0 else zero
         l_adv = zero
         if c.adv > 0 and self.student is not None:
-            with autocast(self.device):
+            with autocast(self.device, self.precision):
                 s = self.student(x)
             l_adv = -self.crit(s.float(), t)
         loss = c.bn * l_bn + c.oh * l_oh + c.adv * l_adv + c.balance * l_bal + c.act * l_act

@@ -29,7 +29,8 @@ def synthesize(cfg: SynthesizeConfig, resume=None, stop_after_round: int | None 
     config_mod.save(cfg, out / "config.yaml")
     norm = Normalizer(cfg.data.mean, cfg.data.std)
     teacher, arch, ncls = load_teacher_cfg(cfg.teacher, cfg.data_root, device)
-    synth = make_synthesizer(cfg.method, teacher, None, ncls, cfg.synth, norm, device, cfg.data.image_size, arch)
+    synth = make_synthesizer(cfg.method, teacher, None, ncls, cfg.synth, norm, device, cfg.data.image_size, arch,
+                             cfg.precision)
     pool = ImagePool(quantize=True)
     ckpt = out / "last.pt"
     start, seconds = 0, 0.0

@@ -48,7 +48,7 @@ def train_teacher(cfg: TeacherTrainConfig, resume=None, stop_at: int | None = No
 
     def step(batch, state):
         x, y = (t.to(device) for t in batch)
-        with runtime.autocast(device):
+        with runtime.autocast(device, cfg.precision):
             loss = F.cross_entropy(net(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -26,13 +26,15 @@ __all__ = ["make_synthesizer", "distill", "KIND"]
 KIND = "cmi-distill"
 
 
-def make_synthesizer(method: str, teacher, student, num_classes, cfg_synth, normalizer, device, img_size, arch):
+def make_synthesizer(method: str, teacher, student, num_classes, cfg_synth, normalizer, device, img_size, arch,
+                     precision: str = "bf16"):
     cls = {"cmi": CMISynthesizer, "deepinversion": DeepInvSynthesizer}.get(method)
     if cls is None and method in GAN_METHODS:
         cls = GenerativeSynthesizer
     if cls is None:
         return None
-    return cls(teacher, student, num_classes, cfg_synth, normalizer, device, img_size=img_size, arch=arch)
+    return cls(teacher, student, num_classes, cfg_synth, normalizer, device, img_size=img_size, arch=arch,
+               precision=precision)
 
 
 def _finite(value: float, what: str, step: int, ckpt: Path):
@@ -57,7 +59,7 @@ class Distiller:
         self.test_x, self.test_y = test.tensors()
         self.student = build(cfg.student.arch, self.num_classes).to(self.device)
         self.synth = make_synthesizer(cfg.method, self.teacher, self.student, self.num_classes, cfg.synth, self.norm,
-                                      self.device, cfg.data.image_size, self.arch)
+                                      self.device, cfg.data.image_size, self.arch, cfg.precision)
         self.pool = ImagePool(cfg.kd.quantize_pool)
         if cfg.kd.init_pool:
             self.pool.load_init(cfg.kd.init_pool)
@@ -147,9 +149,9 @@ class Distiller:
         total = 0.0
         n = 0
         for x in self._kd_batches():
-            with torch.no_grad(), runtime.autocast(self.device):
+            with torch.no_grad(), runtime.autocast(self.device, self.cfg.precision):
                 t = self.teacher(x)
-            with runtime.autocast(self.device):
+            with runtime.autocast(self.device, self.cfg.precision):
                 s = self.student(x)
             loss = self._kd_loss(s.float(), t.float())
             _finite(float(loss.detach()), "KD loss", self.round + 1, self.ckpt_path)
