@@ -62,7 +62,8 @@ class Stage2Config:
 
 @dataclass
 class BaselineConfig:
-    # Adam lr of the plain few-shot KD / scratch baselines (best of 3e-3, 1e-3, 3e-4 on CIFAR-10)
+    # Adam lr of the KD / scratch baselines; for plain KD the best of {1e-4, 3e-4, 9e-4} on labelled validation
+    # images from the training split (bench/compare_tuned.py, CIFAR-10 10-shot; never chosen on the test set)
     lr: float = positive(3e-4)
     epochs: int = nonnegative(0)  # 0: the same number of epochs as NetGraft's two stages together (equal steps)
 
