@@ -14,9 +14,9 @@ Observed values, seed 0, one thread (two-stage / one-stage FD; untrained generat
                                       AMD EPYC, AVX2:                            72.4 / 78.3      [1075.7]
 The AVX2 flags change every number here (so the ISA matters) but do not reproduce the AMD figures: a different CPU
 is one more draw. Today's default run on this machine retrained the feature CNN and moved the floor too:
-untrained seeds 0 / 1 / 2 = 1112.8 / 1229.0 / 1134.3; minimax seed 1: 1361.7 / 1181.1 (seed 2: still running).
+untrained seeds 0 / 1 / 2 = 1112.8 / 1229.0 / 1134.3; minimax seed 1: 1361.7 / 1181.1; seed 2: 1436.0 / 1190.7.
 Minimax does NOT learn here (both arms at or above the untrained FD; one/two-stage ratio 0.81-0.87 over the draws,
-two-stage 1.11-1.26x untrained). Tried, seed 0: two-stage with the CelebA config's lr_D 2e-5, 1,500 it. -> 1017.5
+two-stage 1.11-1.27x untrained). Tried, seed 0: two-stage with the CelebA config's lr_D 2e-5, 1,500 it. -> 1017.5
 (0.91x untrained, 1 class); GroupNorm D, two-stage, 400 / 700 it. -> 1346.2 / 1348.0; 16 px, two-stage, 1,000 /
 1,500 it. -> 991.6 / 1026.0 (untrained 1189.3). So the minimax arm asserts only what holds over the draws: no
 divergence (both <= 1.4x untrained) and one stage ahead of two stages (one <= 0.95x two) — not learning.
