@@ -29,10 +29,16 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #   random init  corr 20.8  kNN 24.6  linear 30.3  std/norm 0.062
 #   MGC          corr 30.0  kNN 29.8  linear 35.1  std/norm 0.054  loss 11.28 -> 8.47 (x0.75)
 #   global-only  corr 23.0  kNN 27.7  linear 33.2  std/norm 0.067  loss  6.92 -> 5.62 (x0.81)
-# Margins: the spec's MGC >= global + 5 is kept; >= random + 8 is relaxed to + 6 (observed + 9.2) so float
-# differences between CPUs cannot flip it. The loss criterion
-# (final < 0.8 x initial) is the spec's for MGC; the global arm's InfoNCE over only 32 keys starts
-# at 2 ln 32 and must just fall (< 0.9 x).
+# Spread (issue #22: other seeds and another CPU's numerics; `make test-robust`, 2026-12-07, same machine kind):
+#   seed 1                    random corr 20.7 kNN 24.4 | MGC corr 29.8 kNN 29.8 | global corr 23.8 kNN 26.9
+#   seed 0, AVX2 stand-in     random corr 20.8 kNN 24.6 | MGC corr 30.2 kNN 29.6 | global corr 22.7 kNN 28.1
+#   seed 0, AMD EPYC AVX2 (shared/observed): passed (values not recorded)
+#   MGC - global corr +6.0 to +7.5, MGC - random corr +9.1 to +9.4, MGC - global kNN +1.5 to +2.9.
+# Margins: the spec's MGC >= global + 5 is kept (lowest observed +6.0); >= random + 8 is relaxed to + 6 (lowest
+# observed + 9.1); kNN slack 1 point against a lowest observed +1.5. These hold at every draw measured, but the
+# corr-over-global margin is 1 point above the threshold at seed 1: a new seed or CPU may come closer.
+# The loss criterion (final < 0.8 x initial) is the spec's for MGC; the global arm's InfoNCE over only 32 keys
+# starts at 2 ln 32 and must just fall (< 0.9 x).
 CORR_OVER_GLOBAL, CORR_OVER_RANDOM, KNN_SLACK = 5.0, 6.0, 1.0
 
 

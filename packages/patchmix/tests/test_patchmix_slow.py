@@ -14,6 +14,18 @@ shared 2-core machine). Online backbone, held-out metrics:
     L_src step 0 -> mean of last 20          4.32         3.36         3.44
     kNN gap PatchMix - no-mix: +3.4 points (logged, asserted only as >= -2 per the spec)
 
+Spread (issue #22; `make test-robust`, 2026-12-07, same machine kind; the AMD EPYC AVX2 machine of
+shared/observed also passed):
+
+    draw                     random kNN / inst   PatchMix kNN / inst       no-mix kNN / inst       kNN gap
+    seed 0 (above)             27.7 / 3.9          31.9 / 9.2 (2.35x)        28.5 / 6.4 (1.65x)       +3.4
+    seed 1                     28.1 / 4.9          31.3 / 10.4 (2.12x)       31.8 / 8.2 (1.68x)       -0.5
+    seed 0, AVX2 stand-in      27.7 / 3.9          33.9 / 8.6 (2.20x)        28.0 / 6.6 (1.70x)       +5.9
+
+The kNN gap's sign changes with the seed, so only "PatchMix not more than 2 points below no-mix" (the spec's
+margin) is asserted; the instance-retrieval factors (lowest 2.12x and 1.65x) sit clear of their 1.5x / 1.3x floors,
+and the L_src drop (0.93 to 1.08 over the draws) of its 0.5 floor.
+
 An earlier calibration at 400 steps (143 s CPU, over budget) gave kNN 33.7 / 29.6 and instance 10.5 / 10.2.
 The spec's 1.5x instance-retrieval floor is asserted for PatchMix; the no-mix arm learns more slowly at this
 budget (1.65x observed), so its floor is 1.3x: still clearly above random init, with room for CPU-numerics drift.
