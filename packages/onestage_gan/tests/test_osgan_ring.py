@@ -20,14 +20,17 @@ import statistics
 
 import pytest
 from onestage_gan.ring import train_ring
+from tenfold import runtime
 
 SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
 def ring_runs():
-    return {(mode, s): train_ring(mode, "nonsaturating", s, iters=2000, batch=128, hidden=64)
-            for mode in ("two", "one") for s in SEEDS}
+    # one thread, as calibrated: tiny MLPs only lose to OpenMP spinning, and reductions then match the docstring
+    with runtime.num_threads(1):
+        return {(mode, s): train_ring(mode, "nonsaturating", s, iters=2000, batch=128, hidden=64)
+                for mode in ("two", "one") for s in SEEDS}
 
 
 def _median(runs, mode, key):
