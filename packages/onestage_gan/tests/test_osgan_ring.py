@@ -14,7 +14,8 @@ Seeds 0-2: mean high-quality two 0.665, one 0.473 (ratio 0.71; seeds 0-4: 0.76);
 0.536 (0.346 / 0.646), too close to 0.5 for a per-seed draw, so the means are compared (a deviation). Single seeds
 vary a lot in both schemes (as the spec's own prototype found). At 1,000 iterations (learning rate 2e-3) one stage
 still lagged (seeds 0-2 median 0.17 vs 0.42), so the test runs the spec's 2,000 iterations: about 5 s CPU per run
-on a loaded 2-core machine, ~30 s for the file. No timing is asserted (speed is reported by bench/, not tested).
+on a loaded 2-core machine, 46 s for the file
+(2026-12-07). No timing is asserted (speed is reported by bench/, not tested).
 """
 import statistics
 
