@@ -103,11 +103,14 @@ bench-%: install-%
 
 demo: install
 	@fail=""; for p in $(PACKAGES); do \
-	  echo "=== demo $$p"; (cd packages/$$p && PATH=$(BIN):$$PATH bash demo.sh $(abspath runs)/demo-$$p) || fail="$$fail $$p"; \
+	  echo "=== demo $$p"; rm -rf $(abspath runs)/demo-$$p; \
+	  (cd packages/$$p && PATH=$(BIN):$$PATH bash demo.sh $(abspath runs)/demo-$$p) || fail="$$fail $$p"; \
 	done; \
 	if [ -n "$$fail" ]; then echo "FAILED demos:$$fail"; exit 1; fi; echo "all demos ran"
 
+# runs/demo-<p> belongs to make: a re-run replaces it (the CLIs themselves never overwrite a run)
 demo-%: install-%
+	rm -rf $(abspath runs)/demo-$*
 	cd packages/$* && PATH=$(BIN):$$PATH bash demo.sh $(abspath runs)/demo-$*
 
 lint: install
