@@ -9,6 +9,12 @@ Calibration (seed 0, configs/real_zoo.yaml, OMP_NUM_THREADS=1, 2-core CPU shared
   the spec's 'junk source lowest' estimate does not hold, R transfers well to C6, 94.7 %).
   C2's ranking: C3 > C1 > C5 > M2 > C4 > R > C6 > M1; C3's: C2 > C1 > C5 > R > C4 > M2 > C6 > M1.
   Layer selection C1 -> C2: probe acc conv1/2/3 = 32.7/33.7/35.6 %, lam=1 picks conv3 (the best).
+Spread (issue #22, 2026-12-07, AVX-512 Intel Xeon): seed 0 on this machine DEPARA lam=1 0.536, top-1 0.375, layer
+  probes 32.7/33.2/35.2; seed 0 under the AVX2 stand-in lam=1 0.537 (lam=0.25 0.373, lam=10 0.563, node 0.183,
+  edge 0.548, RSA 0.513, random 0.010), top-1 0.375 (RSA 0.50, random 0.138), layers 32.4/32.9/35.7, lam=1 picks
+  conv3. The asserted margins (rho >= 0.3 and >= random + 0.2; C1 above M1/M2; R below the C mean; the picked layer
+  within 3 points of the best) hold in every draw with >= 0.2 to spare on rho; RSA is not asserted below DEPARA
+  (0.513 vs 0.537 here). Other seeds were not measured (CPU time).
   Runtime: ~80 s CPU-user (zoo 69 s incl. transfer, selection 6 s, layers 6 s); ~6 min wall under load.
 """
 import json
