@@ -101,6 +101,7 @@ def test_load_keeping_hparams_without_scheduler():
 
 
 def test_plain_progress_prints_at_the_interval(monkeypatch, capsys):
+    monkeypatch.delenv("TENFOLD_QUIET", raising=False)  # CI sets it; it silences progress lines
     monkeypatch.setenv("TENFOLD_PROGRESS_EVERY", "0")
     bar = meters.progress(total=4, desc="demo")
     assert isinstance(bar, meters.PlainProgress)  # pytest's stderr is not a terminal
@@ -120,6 +121,7 @@ def test_plain_progress_prints_at_the_interval(monkeypatch, capsys):
 
 
 def test_plain_progress_line_at_each_evaluation(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TENFOLD_QUIET", raising=False)  # CI sets it; it silences progress lines
     monkeypatch.setenv("TENFOLD_PROGRESS_EVERY", "3600")  # no interval lines: only evaluations print
     t, _, s = _build(tmp_path / "a", TinyCfg())
 

@@ -23,7 +23,9 @@ TIMING = {"time", "samples_per_s", "step_s", "step_cpu_s"}
 
 
 def _env(every="0"):
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TENFOLD_PROGRESS_EVERY": every}
+    # CI sets TENFOLD_QUIET=1, which silences progress lines: these tests read them
+    env = {k: v for k, v in os.environ.items() if k != "TENFOLD_QUIET"}
+    return {**env, "OMP_NUM_THREADS": "1", "TENFOLD_PROGRESS_EVERY": every}
 
 
 def _run(out, *extra, check=True):
