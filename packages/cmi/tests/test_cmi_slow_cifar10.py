@@ -11,7 +11,17 @@ inversion iterations, 3 x 60 KD steps at batch 16 (lr 0.05, T 4), 2,000 real tes
 Calibration sweep (seed 0, top-1 % CMI / no-contrast / noise-KD): 12 iterations + 90 KD steps: 10.4 / 8.8 /
 10.1; 36 + 90 at lr 0.05: 13.9 / 11.3 / -; 36 + 90 at lr 0.02: 15.4 / 9.6 / -; 36 + 180 at lr 0.05 (this
 test): 16.0 / 12.2 / 10.2. Real-data KD at 90 steps (upper bound): 20.4. At this budget the students sit a
-few points above chance, so the margins over noise-KD are pinned small; bench/gpu.sh carries the paper's gap.
+few points above chance, so the margins over noise-KD are pinned small; bench/gpu.py carries the paper's gap.
+
+Spread (issue #22). The same test under the AVX2 stand-in (`make test-robust`, seed 0, 2026-12-07, AVX-512 Intel
+Xeon) turned both claims round: cosine CMI 0.7568 vs no-contrast 0.7185 (CMI *less* diverse), top-1 CMI 8.65,
+no-contrast 12.60, noise-KD 10.30 (CMI below chance); instance discrimination 0.146 (chance 0.021). The AMD machine
+of shared/observed passed (values not recorded).
+So at this budget (48 synthetic images, 180 KD steps) neither "CMI's set is more diverse" nor "the students beat
+noise-KD" survives a second draw, and the test asserts only what does: both arms synthesise their 48 images, CMI's
+contrastive head discriminates its instances far above chance, and every student's accuracy is finite and not
+degenerate (>= 5 %); the diversity and accuracy comparisons are printed. Issue #20 asks for the larger measurement
+(>= 512 images per arm, 3 seeds, a DeepInversion arm) that can settle the diversity claim.
 """
 import os
 from pathlib import Path
@@ -41,7 +51,7 @@ def _arm(tmp_path, name, *extra):
 @pytest.mark.slow
 @pytest.mark.skipif(not DATA or not (Path(DATA) / "cifar10" / "test.npz").is_file() or not TEACHER.is_file(),
                     reason="needs TENFOLD_DATA with cifar10/test.npz and ../shared/models/cifar10_wrn40_2.pt")
-def test_cmi_diverse_and_beats_noise_kd_on_cifar10(tmp_path):
+def test_cmi_pipeline_on_cifar10_teacher(tmp_path):
     with runtime.num_threads(1):  # the calibration is single-threaded
         cmi, s_cmi = _arm(tmp_path, "cmi", "--method=cmi")
         base, s_base = _arm(tmp_path, "no_contrast", "--method=cmi", "synth.cr=0", "synth.adv=0")
@@ -58,9 +68,8 @@ def test_cmi_diverse_and_beats_noise_kd_on_cifar10(tmp_path):
     print(f"[cmi slow] over noise-KD: CMI {acc['cmi'] - acc['noise']:+.2f}, no-contrast "
           f"{acc['no_contrast'] - acc['noise']:+.2f} points")
     # Calibrated once (seed 0, idle 2-core CPU, one thread, 2026-11-28): cosine CMI 0.7159 vs no-contrast 0.7401;
-    # top-1 CMI 16.0, no-contrast 12.2, noise-KD 10.2; about 4.3 min of CPU for the three arms.
+    # top-1 CMI 16.0, no-contrast 12.2, noise-KD 10.2; about 4.3 min of CPU for the three arms. The comparisons did
+    # not survive the AVX2 draw (module docstring): they are printed above, not asserted.
     assert len(cmi.pool) == len(base.pool) == 48
-    assert cos_cmi <= cos_base - 0.01
-    assert ida > 3 / 48
-    assert acc["cmi"] >= acc["noise"] + 2.0
-    assert acc["no_contrast"] >= acc["noise"] + 1.0
+    assert ida > 3 / 48  # observed 0.146 under AVX2 (chance 1/48)
+    assert all(5.0 <= a <= 100.0 for a in acc.values()), acc
