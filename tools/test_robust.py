@@ -11,8 +11,9 @@ setting, ~20 CPU-minutes each); run it by hand when a slow test changes:
 Settings (environment variables set before Python starts, so the libraries read them at load time):
   default  the machine as it is
   avx2     ATen, oneDNN and MKL capped at AVX2: stands in for a CPU without AVX-512 (e.g. AMD EPYC Zen 3). It is
-           one more draw of the numerics, not a replica of a given CPU: on the AVX-512 development machine it moved
-           the aps proof to APS 26.9 / full 33.7 kNN, where the AMD machine gave 30.6 / 33.2 and the default 30.3 / 29.7.
+           one more draw of the numerics, not a replica of a given CPU: on the AVX-512 development machine it
+           moved the aps proof to APS 26.9 / full 33.7 kNN, where the AMD machine gave 30.6 / 33.2 and the
+           calibration 30.3 / 29.7.
   threads2 two intra-op threads instead of one (reduction order changes where a test does not pin one thread)
 Each run's output goes to OUT/<suite>-<setting>-seed<N>.log; OUT/summary.md gets one row per test and setting.
 """
