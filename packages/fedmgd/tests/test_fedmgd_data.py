@@ -113,3 +113,76 @@ def test_rank_holds_only_its_clients_images(tmp_path):
     assert torch.equal(mine.client_u8[1], full.client_u8[1]) and mine.sizes == full.sizes
     with pytest.raises(DataError, match="not hosted"):
         mine.batch(0, torch.tensor([0]))
+
+
+def _mnist_pack(tmp_path, n=20000, n_test=2000, compressed=True):
+    """A pool in tenfold's MNIST pack layout (<root>/mnist/{train,test}.npz), compressed like the real one."""
+    rng = np.random.default_rng(1)
+    d = tmp_path / "mnist"
+    d.mkdir()
+    save = np.savez_compressed if compressed else np.savez
+    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    save(d / "train.npz", images=x, labels=np.arange(n) % 10)
+    save(d / "test.npz", images=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), labels=np.arange(n_test) % 10)
+    return x
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_one_client_reads_only_its_rows(tmp_path, compressed):
+    """Issue #18: a rank / a Flower client partitions on the labels and then reads only its own image rows: the
+    pool's images are never loaded whole (peak memory well under the pool) and the rows read are exactly its
+    rows (the `rows_loaded` hook counts the rows materialised). On the earlier code, which read and decoded the
+    whole pool before cutting out its clients, the peak was >= 2x the pool (load + copy) and there was no hook."""
+    import tracemalloc
+
+    from fedmgd.data import build_federated_data
+    from fedmgd.partition import local_split, make_partition
+
+    x = _mnist_pack(tmp_path, compressed=compressed)
+    cfg = _cfg("data.dataset=mnist", f"data_root={tmp_path}", "data.img_size=16", "partition.num_clients=10",
+               "partition.kind=iid", "data.test_size=100")
+    full = build_federated_data(cfg, global_test=False)
+    tracemalloc.start()
+    try:
+        mine = build_federated_data(cfg, clients=[3], global_test=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # its rows (about 1/10 of the pool), their reordering copy and one 1 MiB read chunk; the whole pool is never held
+    assert peak < 0.5 * x.nbytes, f"peak {peak / 2**20:.1f} MiB for a {x.nbytes / 2**20:.1f} MiB pool"
+    n3 = len(mine.client_y[3]) + len(mine.local_test_y[3])
+    assert mine.rows_loaded == n3 < 0.15 * len(mine.pool_labels)
+    assert mine.hosted == [3] and torch.equal(mine.client_u8[3], full.client_u8[3])
+    assert torch.equal(mine.local_test_u8[3], full.local_test_u8[3]) and mine.test_u8.shape[0] == 0
+    # the rows are the partition's rows of the pool, in the local split's order (the pool = train + the rest)
+    parts = make_partition(mine.pool_labels, cfg.partition)
+    tr, _ = local_split(parts[3], cfg.partition.train_frac, cfg.partition.seed, 3)
+    small = tr[tr < len(x)]
+    pos = np.flatnonzero(tr < len(x))
+    assert torch.equal(mine.client_u8[3][torch.from_numpy(pos), 0], torch.from_numpy(x[small]))
+    # with the global test set: exactly its rows more
+    both = build_federated_data(cfg, clients=[3])
+    assert both.rows_loaded == n3 + 100 and both.test_u8.shape == (100, 1, 28, 28)
+
+
+def test_client_out_of_range_is_one_clear_error(tmp_path):
+    from fedmgd.data import build_federated_data
+
+    cfg = _npz(tmp_path)
+    with pytest.raises(DataError, match="client 7 does not exist"):
+        build_federated_data(cfg, clients=[7])
+
+
+def test_lazy_pool_equals_whole_arrays(tmp_path):
+    """The lazily read pool (npz sources) gives the same images as loading the arrays whole."""
+    import fedmgd.data as D
+
+    cfg = _npz(tmp_path)
+    px, py, tx, ty, nc = build_pool(cfg)
+    trx, tr_y, tex, te_y, _ = load_arrays(cfg.data, None)
+    pool = D.build_pool_lazy(cfg)
+    assert np.array_equal(py, pool.labels) and np.array_equal(tx, tex[pool.test_rows])
+    ref = np.concatenate([trx, tex[np.setdiff1d(np.arange(len(te_y)), pool.test_rows, assume_unique=False)]])
+    assert px.shape == ref.shape
+    rows = np.array([5, 0, 5, len(tr_y) + 3, 2])
+    assert np.array_equal(pool.take(rows), np.concatenate([trx, tex])[pool.rows[rows]])

@@ -45,10 +45,11 @@ def partition_main(argv: list[str] | None = None) -> int:
     import numpy as np
     from tenfold.meters import write_json
 
-    from .data import build_pool
+    from .data import build_pool_lazy
     from .partition import format_histogram, label_histogram, make_partition
 
-    _, py, _, _, nc = build_pool(cfg)
+    pool = build_pool_lazy(cfg)  # labels only: no image is read
+    py, nc = pool.labels, pool.num_classes
     parts = make_partition(py, cfg.partition)
     hist = label_histogram(py, parts, nc)
     pc = cfg.partition
