@@ -71,6 +71,9 @@ class OSGANConfig(RunConfig):
     ckpt_every: int = 500
     log_every: int = 50
     eval_samples: int = 2000  # generated samples for the quality proxy at the end (0 = skip)
+    # iterations between progress pictures <out>/samples/step_<N>.png (fixed noise, so they compare over time;
+    # the 2-D ring: real vs generated scatter); 0 = once per epoch. Written between steps, never inside one.
+    sample_every: int = nonnegative(0)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -120,7 +120,24 @@ def run_kd(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = No
         sch_g.step()
         return {"loss": loss}
 
-    trainer.run(step, stop_at=stop_at)
+    every = cfg.sample_every or spe
+
+    def picture(path: Path) -> None:
+        from tenfold import plot
+
+        from .train import sample, untouched
+
+        with untouched(G):  # fixed noise on its own RNG; BN statistics put back
+            plot.save_grid(sample(G, 64, k.zdim, device), path, nrow=8)
+
+    def on_step_end(st, _last):
+        if st.step % every == 0 or st.step == total:
+            from .train import step_png
+
+            picture(step_png(out, st.step))
+
+    trainer.run(step, stop_at=stop_at, on_step_end=on_step_end)
+    picture(out / "samples.png")
     summary = {"task": "kd", "mode": cfg.mode, "steps": trainer.state.step,
                "step_s": timer.step_s, "step_cpu_s": timer.step_cpu_s}
     if stop_at is None or trainer.state.step >= total:

@@ -1,6 +1,7 @@
 """GAN training in one or two stages on the spine's loop (exact resume, NaN guard, metrics)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -86,7 +87,13 @@ def run_gan(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = N
         sch_d.step()
         return {"loss": r.loss_d, "loss_g": r.loss_g}
 
-    trainer.run(step, stop_at=stop_at)
+    every = cfg.sample_every or spe
+
+    def on_step_end(st, _last):
+        if st.step % every == 0 or st.step == total:
+            _samples_png(cfg, G, device, ds, step_png(out, st.step))
+
+    trainer.run(step, stop_at=stop_at, on_step_end=on_step_end)
     summary = {"mode": cfg.mode, "loss": cfg.loss, "steps": trainer.state.step,
                "step_s": timer.step_s, "step_cpu_s": timer.step_cpu_s}
     torch.save({"G": G.state_dict(), "config": config_mod.to_dict(cfg), "channels": channels}, out / "generator.pt")
@@ -98,15 +105,34 @@ def run_gan(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = N
     return summary
 
 
+def step_png(out: Path, step: int) -> Path:
+    """The progress picture written after iteration `step` (sorted by name = sorted by step)."""
+    return out / "samples" / f"step_{step:07d}.png"
+
+
+@contextlib.contextmanager
+def untouched(module: torch.nn.Module):
+    """Sampling in train mode updates BatchNorm running statistics: put them back afterwards, so a run that
+    draws pictures mid-training ends bitwise equal to one that does not."""
+    saved = {k: v.clone() for k, v in module.named_buffers()}
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for k, v in module.named_buffers():
+                v.copy_(saved[k])
+
+
 def _samples_png(cfg: OSGANConfig, G, device, ds, path: Path) -> None:
     """What the generator makes now: real vs generated points for the 2-D ring, else a grid of 64 images
     (fixed noise, its own RNG: the training RNG streams are untouched)."""
     from tenfold import plot
 
-    if cfg.data.name == "ring":
-        plot.save_scatter(ds.x[:2000], sample(G, 2000, cfg.model.zdim, device), path, title="ring: real vs G")
-    else:
-        plot.save_grid(sample(G, 64, cfg.model.zdim, device), path, nrow=8)
+    with untouched(G):
+        if cfg.data.name == "ring":
+            plot.save_scatter(ds.x[:2000], sample(G, 2000, cfg.model.zdim, device), path, title="ring: real vs G")
+        else:
+            plot.save_grid(sample(G, 64, cfg.model.zdim, device), path, nrow=8)
 
 
 @torch.no_grad()
