@@ -21,9 +21,11 @@ from .common import (
     build_teacher,
     evaluate,
     export_model,
+    grid_path,
     in_domain_test,
     norms,
     ood_pool,
+    save_synthetic,
     setup_run,
     teacher_logits,
 )
@@ -180,6 +182,8 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
         if acc["top1"] > track["best_top1"]:
             track.update(best_top1=acc["top1"], best_step=st.step)
         trainer.logger.log(st.step, split="test", **acc, best_top1=track["best_top1"])
+        if cfg.method == "datafree":
+            save_synthetic(G, grid_path(out, st.step), device)
         if not cfg.ckpt_every:
             trainer.save()
 
@@ -195,5 +199,7 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
             summary["teacher_top1"] = evaluate(teacher, test, norm_id, device, precision=prec)["top1"]
         export_model(student, out / "student.pt", cfg.model.student, num_classes,
                      norm=d.in_domain_norm or d.in_domain, in_chans=d.channels, test_top1=summary["last_top1"])
+        if cfg.method == "datafree":
+            save_synthetic(G, out / "synthetic.png", device)
     trainer.logger.summary(**summary)
     return summary

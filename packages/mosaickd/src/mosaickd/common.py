@@ -23,7 +23,7 @@ from .method import select_high_entropy
 from .nets import build_classifier
 
 __all__ = ["setup_run", "build_teacher", "in_domain_test", "ood_pool", "norms", "evaluate", "teacher_logits",
-           "apply_ood_subset", "export_model", "Timer"]
+           "apply_ood_subset", "export_model", "Timer", "save_synthetic", "grid_path"]
 
 
 def setup_run(cfg) -> torch.device:
@@ -145,3 +145,27 @@ class Timer:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
+
+
+def grid_path(out: Path, step: int) -> Path:
+    """The synthetic-batch grid written at the evaluation after iteration `step` (name order = step order)."""
+    return Path(out) / "synthetic" / f"step_{step:07d}.png"
+
+
+@torch.no_grad()
+def save_synthetic(G: nn.Module, path: Path, device: torch.device, n: int = 64) -> Path:
+    """G's images for a fixed latent batch (own CPU generator: the run's RNG streams are not drawn from, and the
+    grids of one run compare over time), eval-mode BN (no running-statistics update), 8 per row."""
+    from torchvision.utils import save_image
+
+    z = torch.randn(n, G.nz, generator=torch.Generator().manual_seed(0)).to(device)
+    was = G.training
+    G.eval()
+    try:
+        x = G(z).float().cpu()
+    finally:
+        G.train(was)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(x, path, nrow=8)
+    return path

@@ -11,12 +11,14 @@ from tenfold.loop import Trainer, assert_finite
 from .common import (
     Timer,
     apply_ood_subset,
+    grid_path,
     build_teacher,
     evaluate,
     export_model,
     in_domain_test,
     norms,
     ood_pool,
+    save_synthetic,
     setup_run,
     teacher_logits,
 )
@@ -98,6 +100,7 @@ def run_mosaic(cfg: MosaicConfig, resume: str | None = None, stop_at: int | None
         if acc["top1"] > track["best_top1"]:
             track.update(best_top1=acc["top1"], best_step=st.step)
         trainer.logger.log(st.step, split="test", **acc, best_top1=track["best_top1"])
+        save_synthetic(game.G, grid_path(out, st.step), device)
         if not cfg.train.ckpt_every:
             trainer.save()
 
@@ -114,20 +117,6 @@ def run_mosaic(cfg: MosaicConfig, resume: str | None = None, stop_at: int | None
         export_model(game.S, out / "student.pt", cfg.model.student, game.S.fc.out_features,
                      norm=cfg.data.in_domain_norm or cfg.data.in_domain, in_chans=cfg.data.channels,
                      test_top1=summary["last_top1"])
-        _save_grid(game, out / "synthetic.png")
+        save_synthetic(game.G, out / "synthetic.png", device)
     trainer.logger.summary(**summary)
     return summary
-
-
-@torch.no_grad()
-def _save_grid(game: MosaicGame, path: Path, n: int = 64) -> None:
-    from torchvision.utils import save_image
-
-    was = game.G.training
-    game.G.eval()
-    fork = [game.device] if game.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):  # no side effect on the run's RNG stream
-        torch.manual_seed(0)
-        x = game.G(torch.randn(n, game.G.nz, device=game.device)).float().cpu()
-    game.G.train(was)
-    save_image(x, path, nrow=8)
