@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tenfold.data.transforms import normalize_batch
 
-__all__ = ["ViewSpec", "rrc_boxes", "random_resized_crop", "rand_augment", "random_erasing", "color_jitter",
+__all__ = ["ViewSpec", "rrc_boxes", "random_resized_crop", "hflip", "rand_augment", "random_erasing", "color_jitter",
            "grayscale", "gaussian_blur", "solarize", "make_view", "eval_view", "normalize", "IMAGENET_MEAN",
            "IMAGENET_STD"]
 
@@ -237,9 +237,23 @@ def normalize(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     return normalize_batch(x, mean, std)
 
 
-def make_view(x: torch.Tensor, spec: ViewSpec, g: torch.Generator, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """One augmented, normalised view of a [0,1] batch (crop+flip, jitter, grayscale, blur, solarise)."""
-    y = random_resized_crop(x, spec.size, spec.scale, g, spec.flip_p, mode=spec.rrc)
+def hflip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Horizontal flip of a fraction p of the batch (one draw per image)."""
+    on = (torch.rand(x.shape[0], generator=g) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(on, x.flip(-1), x)
+
+
+def make_view(x: torch.Tensor, spec: ViewSpec, g: torch.Generator, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+              crop: bool = True):
+    """One augmented, normalised view of a [0,1] batch (crop+flip, jitter, grayscale, blur, solarise).
+    crop=False: x is already this view's RandomResizedCrop (taken per sample in the loader from the
+    full-resolution image, data.FolderCrops); only the flip and the rest are applied here."""
+    if crop:
+        y = random_resized_crop(x, spec.size, spec.scale, g, spec.flip_p, mode=spec.rrc)
+    else:
+        if x.shape[-2:] != (spec.size, spec.size):
+            raise ValueError(f"a pre-cropped view must be {spec.size}x{spec.size}, got {tuple(x.shape[-2:])}")
+        y = hflip(x, spec.flip_p, g)
     if spec.jitter_p > 0:
         y = color_jitter(y, spec.jitter, spec.jitter_p, g, spec.jitter_order)
     if spec.gray_p > 0:

@@ -1,17 +1,20 @@
 """Data sets for pre-training and evaluation: uint8 images, augmented later in batches on the device."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from tenfold import data as tdata
 from tenfold.errors import DataError
 from torch.utils.data import Dataset
 
-__all__ = ["load_split", "balanced_subset", "to_unit", "keep_uint8", "FolderImages"]
+__all__ = ["load_split", "balanced_subset", "to_unit", "keep_uint8", "FolderImages", "FolderCrops", "CropSpec"]
 
 
 class FolderImages(Dataset):
-    """ImageFolder items as uint8 [3, s, s] tensors (shorter side resized to s, centre crop)."""
+    """ImageFolder items as uint8 [3, s, s] tensors (shorter side resized to s, centre crop): the evaluation
+    transform's first half (eval_view then centre-crops the model's size out of it)."""
 
     def __init__(self, path, size: int):
         from torchvision.transforms import v2
@@ -27,6 +30,49 @@ class FolderImages(Dataset):
     def __getitem__(self, i):
         img, y = self.ds[i]
         return self.tf(img.convert("RGB")), int(y)
+
+
+@dataclasses.dataclass(frozen=True)
+class CropSpec:
+    """One RandomResizedCrop of a pre-training view: output side, area fraction range and aspect-ratio range."""
+
+    size: int
+    scale: tuple[float, float]
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+
+class FolderCrops(Dataset):
+    """ImageFolder items for pre-training: one RandomResizedCrop per view, its box drawn on the full-resolution
+    image by torchvision's RandomResizedCrop.get_params and resized bicubically in PIL (the reference's
+    per-sample transform), so a crop can reach any border. Runs in the loader workers: the loader seeds torch's
+    global RNG per (seed, epoch, index), so boxes do not depend on the worker count and resume exactly. The rest
+    of each view's augmentation (flip, jitter, grayscale, blur, solarise) stays batched on the device.
+    Items: (tuple of uint8 [3, size, size], one per CropSpec), label."""
+
+    def __init__(self, path, crops):
+        self.crops = tuple(crops)
+        self.ds = tdata.image_folder(path, transform=None)
+        self.targets = np.asarray(self.ds.targets)
+        self.classes = self.ds.classes
+
+    def __len__(self):
+        return len(self.ds)
+
+    def boxes(self, img) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of each view, drawn from torch's global RNG as torchvision does."""
+        from torchvision.transforms import RandomResizedCrop
+
+        return [tuple(RandomResizedCrop.get_params(img, list(c.scale), list(c.ratio))) for c in self.crops]
+
+    def __getitem__(self, i):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        img, y = self.ds[i]
+        img = img.convert("RGB")
+        views = tuple(TF.pil_to_tensor(TF.resized_crop(img, *box, [c.size, c.size], InterpolationMode.BICUBIC))
+                      for box, c in zip(self.boxes(img), self.crops))
+        return views, int(y)
 
 
 def balanced_subset(ds: tdata.ArrayImageDataset, per_class: int, seed: int) -> tdata.ArrayImageDataset:
@@ -60,8 +106,11 @@ def keep_uint8(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def load_split(dcfg, train: bool, data_root=None, seed: int = 0):
-    """The train or test split named by the DataConfig (uint8 items; labels only used for evaluation)."""
+def load_split(dcfg, train: bool, data_root=None, seed: int = 0, crops=None):
+    """The train or test split named by the DataConfig (uint8 items; labels only used for evaluation).
+    `crops` (CropSpecs, pre-training only): an image folder's training split yields those crops per item, taken
+    from the full-resolution images in the loader (FolderCrops); array data sets ignore it (their images are
+    small and equal-sized, so the crops stay batched on the device)."""
     name = dcfg.dataset
     if name == "shapes":
         n = dcfg.shapes_train if train else dcfg.shapes_test
@@ -83,6 +132,8 @@ def load_split(dcfg, train: bool, data_root=None, seed: int = 0):
                             "DIR/val/<class>/* (e.g. an ImageNet-1K copy)")
         from pathlib import Path
 
+        if train and crops:
+            return FolderCrops(Path(dcfg.path) / "train", crops)
         return FolderImages(Path(dcfg.path) / ("train" if train else "val"), dcfg.base_size)
     else:  # pragma: no cover - Literal type checked by the config
         raise DataError(f"unknown data set {name}")

@@ -11,13 +11,13 @@ from tenfold.loop import Trainer
 
 from .augment import ViewSpec, make_view
 from .config import PretrainConfig
-from .data import load_split, to_unit
+from .data import CropSpec, load_split, to_unit
 from .method import MixDraw, PatchMixer, patch_mix
 from .models import MomentumEncoder, Online, build_models, ema_update, export_backbone, momentum_at
 from .objective import mocov3_terms, patchmix_terms, src_terms, step_targets, weighted_loss
 from .schedules import lr_at, param_groups, temp_at, wd_at
 
-__all__ = ["StepFn", "step_seed", "view_specs", "build_optimizer", "maybe_compile", "pretrain", "KIND"]
+__all__ = ["StepFn", "step_seed", "view_specs", "loader_crops", "build_optimizer", "maybe_compile", "pretrain", "KIND"]
 
 KIND = "patchmix"
 _MASK = (1 << 63) - 1
@@ -36,6 +36,13 @@ def view_specs(a) -> tuple[ViewSpec, ViewSpec, ViewSpec]:
     v2 = ViewSpec(a.input_size, tuple(a.global_scale), a.blur_p[1], a.solarize_p[1], **common)
     local = ViewSpec(a.local_size, tuple(a.local_scale), a.local_blur_p, 0.0, **common)
     return v1, v2, local
+
+
+def loader_crops(a) -> list[CropSpec]:
+    """The RandomResizedCrops an image folder's loader takes per sample from the full-resolution image (view 1,
+    view 2, then the local crops), in the order StepFn.compute reads them."""
+    return [CropSpec(a.input_size, tuple(a.global_scale))] * 2 + \
+        [CropSpec(a.local_size, tuple(a.local_scale))] * a.local_crops
 
 
 def maybe_compile(module: torch.nn.Module, mcfg) -> torch.nn.Module:
@@ -105,7 +112,14 @@ class StepFn:
         g_global = torch.Generator().manual_seed(step_seed(cfg.seed, step, 0))
         rng = random.Random(step_seed(cfg.seed, step, 0))  # m, p_mix, apply: same on every rank
         mean, std = tuple(cfg.aug.mean), tuple(cfg.aug.std)
-        x1, x2 = make_view(x, self.v1, g, mean, std), make_view(x, self.v2, g, mean, std)
+        # x: one batch to crop here (array data sets), or the loader's per-view crops (image folders:
+        # view 1, view 2, then the local crops; see loader_crops)
+        cropped = isinstance(x, (list, tuple))
+
+        def view(k: int, spec: ViewSpec) -> torch.Tensor:
+            return make_view(x[k] if cropped else x, spec, g, mean, std, crop=not cropped)
+
+        x1, x2 = view(0, self.v1), view(1, self.v2)
         n = x1.shape[0]
         gather = self.world > 1
         o2o = lc.o2o_smoothing
@@ -113,24 +127,24 @@ class StepFn:
             if lc.objective == "src_only":
                 (q1,) = self.forward([x1])
                 (k2,) = self.keys([x2])
-                y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x.device).y_oo
+                y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x1.device).y_oo
                 terms = src_terms(q1, k2, y_oo, temp, gather)
                 return {"loss": weighted_loss(terms, w_src=lc.w_src), **terms}
             if lc.objective == "mocov3":
                 q1, q2 = self.forward([x1, x2])
                 k1, k2 = self.keys([x1, x2])
-                y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x.device).y_oo
+                y_oo = step_targets(n, 1, self.rank, self.world, 0.0, o2o, x1.device).y_oo
                 terms = mocov3_terms(q1, q2, k1, k2, y_oo, temp, gather)
                 return {"loss": terms["l_src"] + terms["l_src_rev"], **terms}
             draw = self.mixer.draw(rng)  # one m per step for both views and all local crops (fixes Q6)
-            targets = step_targets(n, draw.m, self.rank, self.world, cfg.mix.smoothing, o2o, x.device,
+            targets = step_targets(n, draw.m, self.rank, self.world, cfg.mix.smoothing, o2o, x1.device,
                                    scope=cfg.mix.scope)
             with torch.no_grad():
                 x1m, x2m = self.mix(x1, draw, g, g_global), self.mix(x2, draw, g, g_global)
             batches = [x1, x2m]
             nl = cfg.aug.local_crops
             if nl:
-                local = [make_view(x, self.vl, g, mean, std) for _ in range(nl)]
+                local = [view(2 + i, self.vl) for i in range(nl)]
                 with torch.no_grad():
                     local_mix = [self.mix(v, draw, g, g_global) for v in local]
                 batches += [torch.cat(local), torch.cat(local_mix)]
@@ -142,7 +156,11 @@ class StepFn:
             return {**terms, "m": float(draw.m), "loss": loss}
 
     def __call__(self, batch, state) -> dict:
-        x = to_unit(batch[0].to(self.device, non_blocking=True))  # uint8 over the bus, float on the device
+        x = batch[0]  # uint8 over the bus, float on the device
+        if isinstance(x, (list, tuple)):  # per-view crops from the loader (image folders)
+            x = [to_unit(v.to(self.device, non_blocking=True)) for v in x]
+        else:
+            x = to_unit(x.to(self.device, non_blocking=True))
         sched = self.schedule(state.step)
         if self.momentum is not None:  # EMA before the forward, as the reference
             ema_update(self.momentum, distributed.unwrap(self.online), sched["mu"])
@@ -173,7 +191,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None, stop_at: int | None
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, out / "config.yaml")
-    train_ds = load_split(cfg.data, True, cfg.data_root, cfg.seed)
+    train_ds = load_split(cfg.data, True, cfg.data_root, cfg.seed, crops=loader_crops(cfg.aug))
     if cfg.optim.batch_size % world:
         from tenfold.errors import ConfigError
 
