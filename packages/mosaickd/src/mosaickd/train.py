@@ -11,10 +11,10 @@ from tenfold.loop import Trainer, assert_finite
 from .common import (
     Timer,
     apply_ood_subset,
-    grid_path,
     build_teacher,
     evaluate,
     export_model,
+    grid_path,
     in_domain_test,
     norms,
     ood_pool,
