@@ -14,6 +14,9 @@ BIN := $(abspath $(VENV))/bin
 PIP := $(BIN)/python -m pip install -q -c constraints.txt
 PACKAGES := $(sort $(patsubst packages/%/pyproject.toml,%,$(wildcard packages/*/pyproject.toml)))
 PYTEST_ARGS ?=
+# Optional extras a package's tests need besides [test] (fedmgd: Flower, for its federated-deployment slow test)
+EXTRAS_fedmgd := test,flower
+extras = $(or $(EXTRAS_$(1)),test)
 
 # Real data for tests and benchmarks: $TENFOLD_DATA if set, else ../shared/data when it exists.
 SHARED_DIR := $(abspath ../shared)
@@ -41,14 +44,14 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 $(VENV)/.installed: $(BIN)/python constraints.txt shared/pyproject.toml $(wildcard packages/*/pyproject.toml)
-	$(PIP) -e 'shared[test]' $(foreach p,$(PACKAGES),-e 'packages/$(p)[test]') ruff
+	$(PIP) -e 'shared[test]' $(foreach p,$(PACKAGES),-e 'packages/$(p)[$(call extras,$(p))]') ruff
 	touch $@
 
 install: $(VENV)/.installed
 
 install-%: $(BIN)/python
 	@test -f packages/$*/pyproject.toml || { echo "no package '$*' (have: $(PACKAGES))"; exit 2; }
-	$(PIP) -e 'shared[test]' -e 'packages/$*[test]'
+	$(PIP) -e 'shared[test]' -e 'packages/$*[$(call extras,$*)]'
 
 # Each suite runs in its own pytest process (test modules of different packages never clash);
 # every suite runs even when one fails, and the exit status reports any failure.

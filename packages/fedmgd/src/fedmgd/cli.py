@@ -1,10 +1,12 @@
 """Console scripts: fedmgd-train (FedMGD and the baselines) and fedmgd-partition (label histograms)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from tenfold.cli import base_parser, main_guard, parse_config
+from tenfold.errors import ConfigError
 
 from .config import METHODS, FedMGDConfig
 
@@ -15,7 +17,8 @@ __all__ = ["train_main", "partition_main"]
 def train_main(argv: list[str] | None = None) -> int:
     p = base_parser("fedmgd-train", "Train FedMGD (global conditional GAN + federated enhancement) or a baseline "
                     "(FedAvg, FedProx, SCAFFOLD, FedLC, Local) on a label-skewed partition. Clients are simulated "
-                    "in one process; under torchrun they are spread over the ranks (client k on rank k % world).",
+                    "in one process; under torchrun they are spread over the ranks (client k on rank k % world); "
+                    "engine=flower runs them as Flower ClientApps (one SuperNode each) on the loopback address.",
                     train=True,
                     schema=FedMGDConfig)
     p.add_argument("--method", choices=METHODS, help="federated method (sets fl.method)")
@@ -25,6 +28,19 @@ def train_main(argv: list[str] | None = None) -> int:
     if args.method:
         args.overrides = list(args.overrides or []) + [f"fl.method={args.method}"]
     cfg = parse_config(FedMGDConfig, args)
+    if cfg.engine == "flower":  # a Flower ServerApp + one ClientApp per client (fedmgd.flower, the `flower` extra)
+        if args.seeds or args.resume:
+            raise ConfigError("engine=flower runs one seed from the start (no --seeds / --resume)")
+        from .flower import require_flwr
+
+        require_flwr()
+        from .flower.deploy import run_flower
+
+        run_flower(cfg)
+        return 0
+    if cfg.engine == "torchrun" and "WORLD_SIZE" not in os.environ:
+        raise ConfigError("engine=torchrun: launch with torchrun --nproc-per-node N $(which fedmgd-train) ... "
+                          "(or use engine=local)")
     from .train import run, run_seeds
 
     if args.seeds:

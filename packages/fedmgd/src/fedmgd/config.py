@@ -7,7 +7,7 @@ from tenfold.config import RunConfig, nonnegative, positive, probability
 from tenfold.errors import ConfigError
 
 __all__ = ["DataConfig", "PartitionConfig", "ModelConfig", "GanConfig", "FLConfig", "FaultConfig", "FedMGDConfig",
-           "METHODS", "DATASETS"]
+           "METHODS", "DATASETS", "FlowerConfig", "ENGINES"]
 
 METHODS = ("fedmgd", "fedavg", "fedprox", "scaffold", "fedlc", "local")
 DATASETS = ("mnist", "cifar10", "emnist", "fmnist", "svhn", "synthetic", "blobs", "npz")
@@ -172,6 +172,31 @@ class FaultConfig:
 
 
 @dataclass
+class FlowerConfig:
+    """engine=flower (fedmgd.flower, the `flower` extra): a Flower ServerApp holds G and S, one ClientApp per
+    SuperNode holds client `partition-id`'s D_k, C_k and data. See the README's "Federated deployment"."""
+    gan_iters_per_round: int = positive(10)  # Stage-1 GAN iterations carried by one Flower round. One iteration is
+    # one message exchange (G moves between iterations); the round fixes the participating nodes, its deadline and
+    # the per-round log line
+    min_clients: int = nonnegative(0)  # fewest replies a Stage-1 iteration / Stage-2 round goes on with (0: 1);
+    # fewer stops the run with one line (Flower's min_train_nodes)
+    wait_nodes_s: float = positive(120.0)  # how long the ServerApp waits for all K SuperNodes to connect
+    reply_timeout_s: float = positive(120.0)  # how long a message round waits for replies; a node that has not
+    # replied by then (a SuperNode killed mid-run) is left out of that round and of the rest of the run
+    superlink: str = "127.0.0.1"  # engine=flower from fedmgd-train: the loopback deployment it starts
+    port_base: int = 19090  # its SuperLink listens on port_base (Fleet) and port_base + 3 (Control); SuperNode k
+    # on port_base + 10 + k (ClientAppIo)
+    max_run_s: float = positive(3600.0)  # engine=flower from fedmgd-train: stop everything after this long
+
+    def validate(self):
+        if self.port_base < 1024 or self.port_base > 65000:
+            raise ConfigError(f"flower.port_base must be in 1024..65000, got {self.port_base}")
+
+
+ENGINES = ("local", "torchrun", "flower")
+
+
+@dataclass
 class FedMGDConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
@@ -179,11 +204,18 @@ class FedMGDConfig(RunConfig):
     gan: GanConfig = field(default_factory=GanConfig)
     fl: FLConfig = field(default_factory=FLConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    engine: str = "local"  # local (clients simulated in this process; spread over the ranks when launched with
+    # torchrun) | torchrun (the same, but refuse to start outside torchrun) | flower (a Flower ServerApp and one
+    # ClientApp per client: `fedmgd-train engine=flower` starts a loopback SuperLink + K SuperNodes; needs the
+    # `flower` extra)
+    flower: FlowerConfig = field(default_factory=FlowerConfig)
     legacy_index_folding: bool = False  # reference loader bug (§5 quirk 0); default reads i mod n_k
     tf32: bool = True  # CUDA matmul/conv in TF32
     # `precision` (RunConfig: bf16 | fp16 | fp32) is the autocast of Stage 2 on CUDA (client steps and server steps;
     # fp16 with loss scaling). Stage 1 always runs fp32/TF32: R1's double backward and BCE on probabilities.
 
     def validate(self):
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.data.dataset not in DATASETS:
             raise ConfigError(f"data.dataset must be one of {', '.join(DATASETS)}, got '{self.data.dataset}'")

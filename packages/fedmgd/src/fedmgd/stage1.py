@@ -10,7 +10,7 @@ from tenfold.loop import assert_finite
 
 from . import engine
 from .engine import Comm, Streams, stream_seed
-from .faults import ClientFailure, call_with_deadline, parse_events
+from .faults import ClientFailure, Guard, call_with_deadline, parse_events
 from .method import (
     client_batch_indices,
     client_generator_loss,
@@ -93,7 +93,7 @@ class Stage1:
         y = torch.randint(0, self.nc, (n,), device=self.device)
         return self.G(z, F.one_hot(y, self.nc).float()), y
 
-    def _client_step(self, guard, k: int, rows_k, fake, y_fake, m: float, t: int) -> dict:
+    def _client_step(self, guard, k: int, rows_k, fake, y_fake, m: float, t: int, keep_graph: bool = False) -> dict:
         """Client k's share of iteration t: C step, D step, then the realistic scores of the shared fake batch.
         With g_graph=selected the scores come from a forward without a graph (the RNG position before it is
         kept, so the routed re-forward reproduces its dropout mask); with g_graph=all the graph is kept."""
@@ -121,7 +121,7 @@ class Stage1:
             snap = self.streams.snapshot()
             if g.scores_in_eval_mode:
                 C.eval()
-            if g.g_graph == "all":  # one forward gives both the score and this client's share of L_G
+            if g.g_graph == "all" or keep_graph:  # one forward gives both the score and this client's share of L_G
                 x_in = fake.clone().requires_grad_(True)
                 d_k, c_k = D(x_in), C(x_in)
                 graph = (x_in, d_k, c_k)
@@ -165,20 +165,53 @@ class Stage1:
         if self.logger is not None:
             self.logger(f"stage 1 iteration {t + 1}: client {k} left out ({type(e).__name__}: {e})")
 
-    def iteration(self, t: int) -> dict:
-        """Generate once, then per client: C step, D step, scores; then the routed G step (§2.4 order).
-        A client that fails or misses the deadline is left out of this iteration's routing."""
-        g, comm = self.g, self.comm
-        timeout = self.cfg.faults.stage1_timeout_s
+    def begin(self, t: int):
+        """The server's start of iteration t: LR schedule, the loader order's batch, and one fake batch from G
+        (train mode, the server's RNG stream). Returns (x_fake with graph, y_fake, lr multiplier, epoch, gidx)."""
+        g = self.g
         epoch, i = divmod(t, self.iters_per_epoch)
         m = gan_lr_multiplier(epoch, g.niter, g.niter_decay)  # G and D_k only; C_k keep a constant LR
         for pg in self.opt_G.param_groups:
             pg["lr"] = g.lr_g * m
         gidx = self._order(epoch)[i * self.batch:(i + 1) * self.batch]
-        rows = client_batch_indices(gidx, self.sizes, self.cfg.legacy_index_folding)
         with self.streams.use("server"):
             self.G.train()  # BatchNorm on batch statistics in Stage 1 (pitfall 5)
             x_fake, y_fake = self.sample_fake(self.batch)
+        return x_fake, y_fake, m, epoch, gidx
+
+    def step_g(self, x_fake: torch.Tensor, grad_x: torch.Tensor) -> None:
+        """The server's G step from the summed routed image gradient dL_G/dx_hat."""
+        self.opt_G.zero_grad(set_to_none=True)
+        x_fake.backward(grad_x)
+        self.opt_G.step()
+
+    def count_routes(self, k_star: torch.Tensor, y_fake: torch.Tensor) -> None:
+        k_cpu = k_star.cpu()
+        self.route_counts.index_put_((k_cpu, y_fake.cpu()), torch.ones_like(k_cpu), accumulate=True)
+
+    def client_reply(self, k: int, rows_k, fake, y_fake, m: float, t: int) -> dict:
+        """Client k's whole share of iteration t in one exchange (the Flower path): its C and D steps on its
+        private batch, then, from one forward of the shared fake batch, its realistic scores (B), the per-sample
+        routed-loss terms l_b = BCE(D_k(x_b), 1) + CE(C_k(x_b), y_b) (B) and d(sum_b l_b / B)/dx_hat (B x image).
+        D_k and C_k couple no samples (no BatchNorm; dropout per element), so row b of that gradient is exactly
+        what client k would return for sample b if b were routed to it: the server takes, for every b, the row
+        of the client it routes b to. The RNG stream moves as in `_client_step` + `_client_grad` (one C forward)."""
+        res = self._client_step(Guard(), k, rows_k, fake, y_fake, m, t, keep_graph=True)
+        with self.streams.use(f"client{k}"):
+            x_in, d_k, c_k = res["graph"]
+            d_k = d_k.reshape(-1)
+            per = (F.binary_cross_entropy(d_k, torch.ones_like(d_k), reduction="none")
+                   + F.cross_entropy(c_k, y_fake, reduction="none"))
+            (gx,) = torch.autograd.grad(per.sum() / self.batch, x_in)
+        return {"score": res["score"], "loss_g": per.detach(), "grad": gx, "lc": res["lc"], "ld": res["ld"]}
+
+    def iteration(self, t: int) -> dict:
+        """Generate once, then per client: C step, D step, scores; then the routed G step (§2.4 order).
+        A client that fails or misses the deadline is left out of this iteration's routing."""
+        comm = self.comm
+        timeout = self.cfg.faults.stage1_timeout_s
+        x_fake, y_fake, m, epoch, gidx = self.begin(t)
+        rows = client_batch_indices(gidx, self.sizes, self.cfg.legacy_index_folding)
         fake = x_fake.detach()
         res: dict[int, dict] = {}
         for k in comm.local:
@@ -216,13 +249,10 @@ class Stage1:
                 self._dropped(t, k, e)  # its routed samples give no gradient this iteration
         res.clear()  # frees the kept graphs (g_graph=all) before G's backward
         grad_x = comm.stack(grads, fake).sum(0)
-        self.opt_G.zero_grad(set_to_none=True)
-        x_fake.backward(grad_x)
-        self.opt_G.step()
+        self.step_g(x_fake, grad_x)
         lg = comm.sum_float(float(lg))
         assert_finite(lg, t)
-        k_cpu = k_star.cpu()
-        self.route_counts.index_put_((k_cpu, y_fake.cpu()), torch.ones_like(k_cpu), accumulate=True)
+        self.count_routes(k_star, y_fake)
         out["loss_G"] = lg
         return out
 
