@@ -100,26 +100,59 @@ def test_load_split_gives_loader_crops_only_for_image_folder_training(tmp_path):
     assert shapes[0][0].shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("local_crops", [0, 2])
-def test_pretrain_on_an_image_folder(tmp_path, monkeypatch, local_crops):
-    """End to end: views come cropped from the loader (two globals + local crops), the device adds the rest;
-    the kNN monitor still evaluates on resized, centre-cropped images."""
-    import json
+DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 
-    from patchmix.cli import train_main
 
+def _spy(mp) -> list:
+    """Record the size of every image FolderCrops draws boxes on."""
     drawn = []
     real_boxes = FolderCrops.boxes
-    monkeypatch.setattr(FolderCrops, "boxes", lambda self, img: drawn.append(img.size) or real_boxes(self, img))
-    root = _folder(tmp_path / "data")
-    demo = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
-    out = tmp_path / "run"
-    train_main(["--config", demo, "--out", str(out), "device=cpu", "data.dataset=imagefolder", f"data.path={root}",
-                "data.base_size=37", "optim.batch_size=4", "optim.steps=2", "optim.warmup_epochs=0",
-                "aug.rrc=torchvision", f"aug.local_crops={local_crops}", "aug.local_size=16",
-                "aug.local_scale=[0.05,0.35]", "monitor.knn_final=true", "log_every=1", "ckpt_every=0"])
-    s = json.loads((out / "summary.json").read_text())
-    assert s["steps"] == 2 and torch.isfinite(torch.tensor(s["final_loss"])) and "knn_top1" in s
+    mp.setattr(FolderCrops, "boxes", lambda self, img: drawn.append(img.size) or real_boxes(self, img))
+    return drawn
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 2-step pre-training on an image folder with two local crops: (folder overrides, run dir, boxes drawn)."""
+    from patchmix.cli import train_main
+
+    tmp = tmp_path_factory.mktemp("folder_pretrain")
+    folder = ["device=cpu", "data.dataset=imagefolder", f"data.path={_folder(tmp / 'data')}", "data.base_size=37"]
+    with pytest.MonkeyPatch.context() as mp:
+        drawn = _spy(mp)
+        train_main(["--config", DEMO, "--out", str(tmp / "run"), *folder, "optim.batch_size=4", "optim.steps=2",
+                    "optim.warmup_epochs=0", "aug.rrc=torchvision", "aug.local_crops=2", "aug.local_size=16",
+                    "aug.local_scale=[0.05,0.35]", "monitor.knn_final=true", "log_every=1", "ckpt_every=0"])
+    return folder, tmp / "run", drawn
+
+
+def test_pretrain_on_an_image_folder(pretrained):
+    """End to end: views come cropped from the loader (two globals + two local crops per image), the device adds
+    the rest; the kNN monitor still evaluates on resized, centre-cropped images."""
+    import json
+
+    _, run, drawn = pretrained
+    s = json.loads((run / "summary.json").read_text())
+    assert s["steps"] == 2 and "knn_top1" in s
+    assert all(torch.isfinite(torch.tensor(s[f"final_{k}"])) for k in ("loss", "l_src", "l_multi", "l_multi_mix"))
     assert len(drawn) == 2 * 4 and set(drawn) == {(100, 40), (40, 100)}  # full-resolution originals, per sample
-    if local_crops:
-        assert s["final_l_multi"] == s["final_l_multi"]
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune"])
+def test_linear_and_finetune_crops_come_from_the_originals(pretrained, tmp_path, monkeypatch, protocol):
+    """The linear probe (augment=true) and fine-tuning (RandomResizedCrop, no padding) on an image folder crop the
+    full-resolution training images in the loader too; their test images keep the resize + centre crop."""
+    import json
+
+    from patchmix.cli import eval_main
+
+    folder, run, _ = pretrained
+    drawn = _spy(monkeypatch)
+    extra = (["linear.epochs=1", "linear.batch_size=4", "linear.augment=true"] if protocol == "linear" else
+             ["finetune.epochs=1", "finetune.batch_size=4", "finetune.warmup_epochs=0", "finetune.random_crop_pad=0",
+              "finetune.randaug_ops=1"])
+    assert eval_main(["--checkpoint", str(run), "--out", str(tmp_path / protocol), *folder,
+                      "--protocol", protocol, *extra]) == 0
+    res = json.loads((tmp_path / protocol / "summary.json").read_text())
+    assert 0 <= res[f"{protocol}_top1_last"] <= 100
+    assert len(drawn) == 4 and set(drawn) == {(100, 40), (40, 100)}  # one epoch of 4 originals, one crop each

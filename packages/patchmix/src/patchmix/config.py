@@ -120,8 +120,8 @@ class DataConfig:
     subset_seed: int = 0
     shapes_train: int = 2000  # synthetic shapes (offline demo data)
     shapes_test: int = 1000
-    # imagefolder evaluation (and linear/fine-tune training): shorter side resized to this, centre-cropped; the
-    # pre-training crops are taken from the full-resolution images instead (data.FolderCrops)
+    # imagefolder evaluation images (kNN features, test sets): shorter side resized to this, centre-cropped; the
+    # random training crops are taken from the full-resolution images instead (data.FolderCrops)
     base_size: int = 256
     num_workers: int = 0
 

@@ -19,9 +19,9 @@ from tenfold.loop import Trainer
 from tenfold.meters import MetricLogger
 from torch import nn
 
-from .augment import eval_view, normalize, rand_augment, random_erasing, random_resized_crop
+from .augment import eval_view, hflip, normalize, rand_augment, random_erasing, random_resized_crop
 from .config import EvalConfig
-from .data import load_split, to_unit
+from .data import CropSpec, load_split, to_unit
 from .evaluate import all_reduce_sum, extract, knn_eval, load_pretrained, random_head, shard_loader
 
 __all__ = ["run_eval", "layer_decay_groups", "mixup_cutmix", "accuracy"]
@@ -123,6 +123,24 @@ def _random_crop_flip(x, pad, g):
     return torch.where(flip, out.flip(-1), out)
 
 
+def _train_crops(cfg: EvalConfig, size: int) -> list[CropSpec] | None:
+    """The protocol's RandomResizedCrop of a training image; an image folder's loader takes it per sample from
+    the full-resolution image (data.FolderCrops) instead of from the resized centre square. None where training
+    images are not resized-cropped (kNN, linear without augmentation, fine-tuning with RandomCrop(pad))."""
+    if cfg.protocol == "linear" and cfg.linear.augment:
+        return [CropSpec(size, tuple(cfg.linear.scale))]
+    if cfg.protocol == "finetune" and not cfg.finetune.random_crop_pad:
+        return [CropSpec(size, (0.08, 1.0))]
+    return None
+
+
+def _crop_flip(x, size, scale, g, device):
+    """Training crop + flip on the device; a list is the loader's crop (image folders): only the flip is left."""
+    if isinstance(x, (list, tuple)):
+        return hflip(to_unit(x[0].to(device, non_blocking=True)), 0.5, g)
+    return random_resized_crop(to_unit(x.to(device, non_blocking=True)), size, scale, g, flip_p=0.5)
+
+
 def run_eval(cfg: EvalConfig, resume: str | None = None) -> dict:
     device = runtime.select_device(cfg.device)
     distributed.init(device)
@@ -136,7 +154,7 @@ def run_eval(cfg: EvalConfig, resume: str | None = None) -> dict:
     backbone.to(device)
     size = cfg.eval_size or pcfg.model.img_size
     mean, std = tuple(cfg.mean), tuple(cfg.std)
-    train = load_split(cfg.data, True, cfg.data_root, cfg.seed)
+    train = load_split(cfg.data, True, cfg.data_root, cfg.seed, crops=_train_crops(cfg, size))
     test = load_split(cfg.data, False, cfg.data_root, cfg.seed)
     num_classes = len(getattr(train, "classes", [])) or int(max(train.labels)) + 1
     res = {"protocol": cfg.protocol, "encoder": which, "checkpoint": str(cfg.checkpoint)}
@@ -185,7 +203,7 @@ def _linear(cfg, backbone, train, test, nc, device, size, mean, std, out, resume
         data = train
 
         def feats(x, g):
-            x = random_resized_crop(to_unit(x.to(device, non_blocking=True)), size, lc.scale, g, flip_p=0.5)
+            x = _crop_flip(x, size, lc.scale, g, device)
             with torch.no_grad(), runtime.autocast(device, cfg.precision, enabled=cfg.amp):
                 return backbone.cls_feature(normalize(x, mean, std)).float()
     else:
@@ -260,11 +278,10 @@ def _finetune(cfg, backbone, train, test, nc, device, size, mean, std, out, resu
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_scale"]
         gen = torch.Generator().manual_seed(_step_seed(cfg.seed, i))
-        x = to_unit(batch[0].to(device, non_blocking=True))
         if fc.random_crop_pad:
-            x = _random_crop_flip(x, fc.random_crop_pad, gen)
+            x = _random_crop_flip(to_unit(batch[0].to(device, non_blocking=True)), fc.random_crop_pad, gen)
         else:
-            x = random_resized_crop(x, size, (0.08, 1.0), gen, flip_p=0.5)
+            x = _crop_flip(batch[0], size, (0.08, 1.0), gen, device)
         y = torch.as_tensor(batch[1]).to(device)
         x = rand_augment(x, fc.randaug_ops, fc.randaug_magnitude, gen)  # timm order: crop, flip, RA, normalise,
         x = random_erasing(normalize(x, mean, std), fc.reprob, gen)       # erase, then batch Mixup/CutMix
