@@ -65,6 +65,19 @@ def test_training_step_on_cuda(objective, framework, precision):
         assert is_fake(out["loss"]) and out["loss"].device.type == "cuda" and out["loss"].dtype == torch.float32
 
 
+def test_training_step_on_loader_cropped_views_on_cuda():
+    """Image folders: the loader yields one uint8 crop per view (2 globals, 2 locals); flip etc. on the device."""
+    cfg = _cfg()
+    with fake_cuda(skip_backward=True):
+        online, mom = build_models(cfg.model, cfg.model.framework)
+        online.to(CUDA)
+        mom.to(CUDA)
+        step = StepFn(cfg, online, mom, build_optimizer(cfg, online), CUDA, 10, 100)
+        views = [torch.randint(0, 256, (8, 3, s, s), dtype=torch.uint8) for s in (32, 32, 16, 16)]
+        out = step((views, torch.zeros(8, dtype=torch.long)), LoopState())
+        assert is_fake(out["loss"]) and out["loss"].device.type == "cuda" and "l_multi" in out
+
+
 def test_a_momentum_encoder_left_on_the_cpu_is_caught():
     cfg = _cfg()
     with fake_cuda(skip_backward=True):
