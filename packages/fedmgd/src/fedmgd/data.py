@@ -252,6 +252,8 @@ def load_sources(dcfg, root: str | os.PathLike | None, seed: int = 42):
         if not dcfg.path or not Path(dcfg.path).is_file():
             raise DataError(f"data.path must point to an .npz with images/labels (got {dcfg.path!r})")
         tr = NpzSource(Path(dcfg.path))
+        if len(tr) == 0:
+            raise DataError(f"{dcfg.path} holds no images: this client has no data")
         import zipfile
 
         with zipfile.ZipFile(dcfg.path) as zf:
