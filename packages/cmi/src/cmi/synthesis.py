@@ -312,6 +312,17 @@ class GenerativeSynthesizer:
         self.generator.train(was)
         return x
 
+    @torch.no_grad()
+    def preview(self, n: int, seed: int = 0) -> torch.Tensor:
+        """G(z) in [0, 1] for a fixed z from its own RNG, G in eval mode: a picture that leaves the training RNG
+        streams and BN statistics untouched (resume stays exact) and compares over the run."""
+        z = torch.randn(n, self.cfg.nz, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        was = self.generator.training
+        self.generator.eval()
+        x = self.generator(z).float()
+        self.generator.train(was)
+        return x
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "opt": self.opt.state_dict()}
 

@@ -6,7 +6,7 @@ import math
 import time
 from pathlib import Path
 
-from tenfold import checkpoint, runtime
+from tenfold import checkpoint, plot, runtime, signals
 from tenfold import config as config_mod
 from tenfold.errors import CheckpointError, NonFiniteLossError
 from tenfold.meters import MetricLogger, progress, write_json
@@ -46,9 +46,12 @@ def synthesize(cfg: SynthesizeConfig, resume=None, stop_after_round: int | None 
             start, seconds = ck["round"], ck["seconds"]
             runtime.set_rng_state(ck["rng"])
     logger = MetricLogger(out)
+    if resume:
+        logger.truncate_after(start)  # records after the checkpoint (a run killed mid-round) are logged again
     end = cfg.rounds if stop_after_round is None else min(cfg.rounds, stop_after_round)
     bar = progress(total=cfg.rounds, initial=start, desc=f"cmi-synthesize[{cfg.method}]")
-    for r in range(start, end):
+    # every round ends with a checkpoint: on SIGTERM/SIGUSR1 the run stops after the current round's save
+    for r in signals.steps(range(start, end), lambda r: ckpt, lambda r: f"round {r + 1}/{cfg.rounds}"):
         t0 = time.perf_counter()
         res = synth.synthesize()
         seconds += time.perf_counter() - t0
@@ -63,9 +66,7 @@ def synthesize(cfg: SynthesizeConfig, resume=None, stop_after_round: int | None 
     if end < cfg.rounds:
         return {"round": end}
     path = pool.export(out / "pool.npz", out / "images" if cfg.png else None)
-    from torchvision.utils import save_image
-
-    save_image(pool.tensor()[-64:], out / "synthetic_grid.png", nrow=8)
+    plot.save_grid(pool.tensor()[-64:], out / "synthetic_grid.png", nrow=8)
     summary = {"method": cfg.method, "images": len(pool), "pool": str(path), "synth_seconds": seconds,
                "images_per_s": len(pool) / seconds if seconds else None}
     write_json(out / "summary.json", summary)

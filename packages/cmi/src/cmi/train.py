@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tenfold import checkpoint, runtime
+from tenfold import checkpoint, plot, runtime, signals
 from tenfold import config as config_mod
 from tenfold.errors import CheckpointError, NonFiniteLossError
 from tenfold.meters import MetricLogger, progress, write_json
@@ -89,8 +89,8 @@ class Distiller:
                 "pool": self.pool.state_dict(), "rng": runtime.rng_state(), "best": self.best, "last": self.last,
                 "history": self.history, "timing": self.timing, "config": config_mod.to_dict(self.cfg)}
 
-    def save(self):
-        checkpoint.save(self.ckpt_path, self.state_dict(), kind=KIND)
+    def save(self) -> Path:
+        return checkpoint.save(self.ckpt_path, self.state_dict(), kind=KIND)
 
     def resume(self, path) -> bool:
         if not path:
@@ -115,6 +115,8 @@ class Distiller:
         self.round, self.best, self.last = ck["round"], ck["best"], ck["last"]
         self.history, self.timing = ck["history"], ck["timing"]
         runtime.set_rng_state(ck["rng"])
+        # records logged after this checkpoint (a run killed before its next save) are about to be logged again
+        self.logger.truncate_after(self.round)
         return True
 
     # ---- one round -----------------------------------------------------------------------------
@@ -170,39 +172,54 @@ class Distiller:
         every = self.cfg.ckpt_every_rounds or self.rounds_per_epoch
         bar = progress(total=self.total_rounds, initial=self.round, desc=f"cmi-distill[{self.cfg.method}]",
                        disable=True if self.quiet else None)
-        while self.round < end:
-            rec = self.run_round()
-            self.round += 1
-            bar.update(1)
-            if self.round % self.rounds_per_epoch == 0:
-                epoch = self.round // self.rounds_per_epoch
-                acc = evaluate(self.student, self.test_x, self.test_y, self.norm, self.device,
-                               self.cfg.data.eval_batch_size)
-                self.sched.step()
-                self.last = {"epoch": epoch, **acc}
-                if acc["top1"] > self.best["top1"]:
-                    self.best = {"epoch": epoch, **acc}
-                    torch.save(self.student.state_dict(), self.out / "student_best.pt")
-                self.history.append(self.last)
-                rec.update(epoch=epoch, top1=acc["top1"], top5=acc["top5"], best_top1=self.best["top1"],
-                           lr=self.opt.param_groups[0]["lr"], pool=len(self.pool))
-                bar.set_postfix({"top1": f"{acc['top1']:.2f}", "best": f"{self.best['top1']:.2f}"}, refresh=False)
-                self._grid()
-            self.logger.log(self.round, **rec)
-            if self.round % every == 0 or self.round == end:
-                self.save()
+        # SIGTERM/SIGUSR1 (tenfold.signals): checkpoint at the next round boundary, the unit of exact resume
+        with signals.polling():
+            while self.round < end:
+                self._round(bar)
+                saved = self.round % every == 0 or self.round == end
+                if saved:
+                    self.save()
+                signals.check(lambda: self.ckpt_path if saved else self.save(),  # noqa: B023 (called here)
+                              f"round {self.round}/{self.total_rounds}")
         bar.close()
         return self.finish() if self.round >= self.total_rounds else {"round": self.round}
 
-    def _grid(self):
-        imgs = getattr(self, "last_images", None)
-        if imgs is not None:
-            from torchvision.utils import save_image
+    def _round(self, bar) -> None:
+        """One synthesis + KD round, its evaluation at an epoch end, its metrics record."""
+        rec = self.run_round()
+        self.round += 1
+        bar.update(1)
+        if self.round % self.rounds_per_epoch == 0:
+            epoch = self.round // self.rounds_per_epoch
+            acc = evaluate(self.student, self.test_x, self.test_y, self.norm, self.device,
+                           self.cfg.data.eval_batch_size)
+            self.sched.step()
+            self.last = {"epoch": epoch, **acc}
+            if acc["top1"] > self.best["top1"]:
+                self.best = {"epoch": epoch, **acc}
+                torch.save(self.student.state_dict(), self.out / "student_best.pt")
+            self.history.append(self.last)
+            rec.update(epoch=epoch, top1=acc["top1"], top5=acc["top5"], best_top1=self.best["top1"],
+                       lr=self.opt.param_groups[0]["lr"], pool=len(self.pool))
+            bar.set_postfix({"top1": f"{acc['top1']:.2f}", "best": f"{self.best['top1']:.2f}"}, refresh=False)
+            # named by the round, which metrics.jsonl logs as its step (as onestage_gan's samples/step_<N>.png)
+            self._grid(self.out / "samples" / f"step_{self.round:07d}.png")
+        self.logger.log(self.round, **rec)
 
-            save_image(imgs[:64].float().cpu(), self.out / "synthetic_grid.png", nrow=8)
+    def _grid(self, path: Path) -> None:
+        """The latest synthetic batch as a picture: the round's inverted images (CMI, DeepInversion), else the
+        generator on fixed noise (GAN baselines); methods without a synthesizer have none."""
+        imgs = getattr(self, "last_images", None)
+        if imgs is None and isinstance(self.synth, GenerativeSynthesizer):
+            imgs = self.synth.preview(64)
+        if imgs is None and self.synth is not None and len(self.pool):
+            imgs = self.pool.tensor()[-64:]  # resumed with no round left to run: the pool's newest images
+        if imgs is not None:
+            plot.save_grid(imgs[:64], path, nrow=8)
 
     def finish(self) -> dict:
         torch.save(self.student.state_dict(), self.out / "student_last.pt")
+        self._grid(self.out / "synthetic_grid.png")
         if self.cfg.export_pool and len(self.pool):
             self.pool.export(self.out / "pool.npz")
         t = self.timing
