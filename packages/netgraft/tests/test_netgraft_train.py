@@ -7,6 +7,7 @@ from netgraft.config import NetGraftConfig
 from netgraft.fewshot import PrefixCache, Unlabeled, crop_views, official_few_shot, split_val, validation_shots
 from netgraft.train import build, phase_model, phases, run
 from tenfold import checkpoint, config, data
+from tenfold.meters import MetricLogger
 
 MINI_T = [[8, 8], [16, 16], [32, 32], [32, 32]]
 MINI_S = [[8, 8], [16, 16], [16, 16], [16, 16]]
@@ -224,6 +225,8 @@ def test_checkpoint_interval_keeps_exact_resume(mini_teacher_path, tmp_path, mon
     assert checkpoint.load(tmp_path / "b" / "last.pt")["epoch"] == 3
     resumed = run(cfg_b, resume="auto")  # replays epochs 4 and 5
     assert resumed["test_acc"] == full["test_acc"] and resumed["last_loss"] == full["last_loss"]
+    # the records of the replayed epochs logged by the interrupted attempt were dropped on resume
+    assert [r["step"] for r in MetricLogger(tmp_path / "b").read()] == list(range(1, 8))
     assert sum(p.endswith("last.pt") for p in saves) == 3  # epochs 3, 6 and the phase end (7)
     with pytest.raises(config.ConfigError, match="checkpoint_every"):
         config.load(NetGraftConfig, None, ["checkpoint_every=0"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tenfold import checkpoint, runtime
+from tenfold import checkpoint, runtime, signals
 from tenfold import config as config_mod
 from tenfold import data as tfdata
 from tenfold.data import transforms
@@ -360,58 +360,74 @@ def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int |
         _load_trainable(cfg, s, ck["units"])
         pi, epoch, best, history, opt_state = ck["phase"], ck["epoch"], ck["best"], ck["history"], ck["opt"]
         runtime.set_rng_state(ck["rng"])
-    bs = cfg.effective_batch
+        log.truncate_after(len(history))  # epochs logged after this checkpoint are replayed and logged again
     done_epochs = 0
     total = sum(p.epochs for p in plan)
     bar = progress(total=total, initial=sum(p.epochs for p in plan[:pi]) + epoch, desc=f"netgraft[{cfg.method}]")
-    while pi < len(plan):
-        ph = plan[pi]
-        model, opt = phase_model(cfg, s, ph)
-        if opt_state is not None:
-            opt.load_state_dict(opt_state)
-            opt_state = None
-        s.units.train()
-        while epoch < ph.epochs:
-            if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
-                bar.close()
-                return {"interrupted": True}
-            loader = tfdata.make_loader(s.train_set, bs, seed=_mix(cfg.seed, pi), epoch=epoch, shuffle=True,
-                                        drop_last=False, num_workers=cfg.num_workers)
-            # losses stay on the device; one host sync per epoch (the NaN check and the logged mean), not per step
-            losses = torch.stack([train_step(cfg, s, ph, model, opt, batch).float() for batch in loader])
-            epoch_loss = float(losses.double().mean())
-            assert_finite(epoch_loss, len(history) + 1, ckpt_path if ckpt_path.is_file() else None)
-            rec = {"phase": f"{ph.kind}{ph.index}", "epoch": epoch, "loss": epoch_loss}
-            last_of_net = ph.kind == "net" and pi == len(plan) - 1
-            if ph.kind == "block" and epoch == ph.epochs - 1:  # where stage 1 leaves each unit (spec §2.4 logs it)
-                rec["grafted_acc"] = evaluate_grafted(s, model)
-                if ph.index == len(s.units) - 1:  # the stage-1 blocks simply stacked: what stage 2 starts from
-                    rec["stacked_acc"] = evaluate_student(s, cfg.method)
-            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
-                rec["test_acc"] = evaluate_student(s, cfg.method) if ph.kind != "block" else None
-            if last_of_net and cfg.stage2.select != "last":
-                score = (val_loss(cfg, s) if cfg.stage2.select == "best_on_val"
-                         else -evaluate_student(s, cfg.method))
-                rec["select_score"] = score
-                if best is None or score < best["score"]:
-                    best = {"score": score, "epoch": epoch, "units": copy.deepcopy(_trainable_state(cfg, s))}
-            history.append(rec)
-            log.log(len(history), **{k: v for k, v in rec.items() if v is not None})
-            epoch += 1
-            done_epochs += 1
-            bar.update(1)
-            nxt_pi, nxt_epoch = (pi, epoch) if epoch < ph.epochs else (pi + 1, 0)
-            if nxt_pi == pi and epoch % cfg.checkpoint_every:  # not every epoch: Adam state is large (#17)
-                continue
-            checkpoint.save(ckpt_path, {"phase": nxt_pi, "epoch": nxt_epoch, "units": _trainable_state(cfg, s),
-                                        "opt": opt.state_dict() if nxt_pi == pi else None, "best": best,
-                                        "history": history, "rng": runtime.rng_state(),
-                                        "config": config_mod.to_dict(cfg)}, kind="netgraft")
-        pi, epoch = pi + 1, 0
+    # SIGTERM/SIGUSR1 (tenfold.signals): checkpoint at the next epoch boundary (a few-shot epoch is a few steps)
+    with signals.polling():
+        while pi < len(plan):
+            ph = plan[pi]
+            model, opt = phase_model(cfg, s, ph)
+            if opt_state is not None:
+                opt.load_state_dict(opt_state)
+                opt_state = None
+            s.units.train()
+            while epoch < ph.epochs:
+                if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
+                    bar.close()
+                    return {"interrupted": True}
+                best = _epoch(cfg, s, ph, pi, epoch, model, opt, best, history, log, ckpt_path,
+                              last_of_net=ph.kind == "net" and pi == len(plan) - 1)
+                epoch += 1
+                done_epochs += 1
+                bar.update(1)
+                # where a resume continues: this phase's next epoch (with its Adam state) or the next phase
+                at = (pi, epoch, opt) if epoch < ph.epochs else (pi + 1, 0, None)
+                # not every epoch: Adam state is large (#17); a signal saves wherever the run stands
+                periodic = at[0] != pi or epoch % cfg.checkpoint_every == 0
+                if periodic:
+                    _save(ckpt_path, cfg, s, *at, best, history)
+                signals.check(lambda: ckpt_path if periodic else _save(ckpt_path, cfg, s, *at, best, history),  # noqa: B023
+                              f"epoch {len(history)}/{total}")
+            pi, epoch = pi + 1, 0
     bar.close()
     if best is not None:
         _load_trainable(cfg, s, best["units"])
     return finish(cfg, s, history, best)
+
+
+def _save(path: Path, cfg, s: Setup, phase: int, epoch: int, opt, best, history: list) -> Path:
+    return checkpoint.save(path, {"phase": phase, "epoch": epoch, "units": _trainable_state(cfg, s),
+                                  "opt": opt.state_dict() if opt is not None else None, "best": best,
+                                  "history": history, "rng": runtime.rng_state(), "config": config_mod.to_dict(cfg)},
+                           kind="netgraft")
+
+
+def _epoch(cfg, s: Setup, ph: Phase, pi: int, epoch: int, model, opt, best, history: list, log, ckpt_path,
+           last_of_net: bool):
+    """One epoch over the few shots, its logging evaluations and (last chain) the selection; returns `best`."""
+    loader = tfdata.make_loader(s.train_set, cfg.effective_batch, seed=_mix(cfg.seed, pi), epoch=epoch,
+                                shuffle=True, drop_last=False, num_workers=cfg.num_workers)
+    # losses stay on the device; one host sync per epoch (the NaN check and the logged mean), not per step
+    losses = torch.stack([train_step(cfg, s, ph, model, opt, batch).float() for batch in loader])
+    epoch_loss = float(losses.double().mean())
+    assert_finite(epoch_loss, len(history) + 1, ckpt_path if ckpt_path.is_file() else None)
+    rec = {"phase": f"{ph.kind}{ph.index}", "epoch": epoch, "loss": epoch_loss}
+    if ph.kind == "block" and epoch == ph.epochs - 1:  # where stage 1 leaves each unit (spec §2.4 logs it)
+        rec["grafted_acc"] = evaluate_grafted(s, model)
+        if ph.index == len(s.units) - 1:  # the stage-1 blocks simply stacked: what stage 2 starts from
+            rec["stacked_acc"] = evaluate_student(s, cfg.method)
+    if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
+        rec["test_acc"] = evaluate_student(s, cfg.method) if ph.kind != "block" else None
+    if last_of_net and cfg.stage2.select != "last":
+        score = val_loss(cfg, s) if cfg.stage2.select == "best_on_val" else -evaluate_student(s, cfg.method)
+        rec["select_score"] = score
+        if best is None or score < best["score"]:
+            best = {"score": score, "epoch": epoch, "units": copy.deepcopy(_trainable_state(cfg, s))}
+    history.append(rec)
+    log.log(len(history), **{k: v for k, v in rec.items() if v is not None})
+    return best
 
 
 def finish(cfg: NetGraftConfig, s: Setup, history: list, best: dict | None) -> dict:
