@@ -32,8 +32,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--per-round", type=int, default=10)
     ap.add_argument("--port-base", type=int, default=19290)
+    ap.add_argument("--warmup", type=int, default=1, help="fl.warmup_rounds (the proof config has 5)")
     a = ap.parse_args()
-    over = [f"gan.iters={a.iters}", f"fl.rounds={a.rounds}", "fl.warmup_rounds=1", "fl.eval_every=1",
+    over = [f"gan.iters={a.iters}", f"fl.rounds={a.rounds}", f"fl.warmup_rounds={a.warmup}", "fl.eval_every=1",
             f"flower.gan_iters_per_round={a.per_round}", "flower.reply_timeout_s=300", f"flower.port_base={a.port_base}"]
     path = configs.resolve("fedmgd", "mnist_cpu_proof")
     tmp = Path(tempfile.mkdtemp(prefix="fedmgd-flower-"))
@@ -64,7 +65,7 @@ def main() -> None:
            "communication": summary["communication"], "rounds_detail": summary["rounds_detail"],
            "wall_s_local": t_local, "wall_s_flower": t_flower, "cpu": platform.processor() or platform.machine(),
            "torch": torch.__version__}
-    out = HERE / f"flower_{a.mode}.json"
+    out = HERE / f"flower_{a.mode}_{a.iters}it_{a.rounds}r.json"
     out.write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "rounds_detail"}, indent=1))
 
