@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="fl.warmup_rounds (the proof config has 5)")
     a = ap.parse_args()
     over = [f"gan.iters={a.iters}", f"fl.rounds={a.rounds}", f"fl.warmup_rounds={a.warmup}", "fl.eval_every=1",
-            f"flower.gan_iters_per_round={a.per_round}", "flower.reply_timeout_s=300", f"flower.port_base={a.port_base}"]
+            f"flower.gan_iters_per_round={a.per_round}", "flower.reply_timeout_s=300",
+            f"flower.port_base={a.port_base}"]
     path = configs.resolve("fedmgd", "mnist_cpu_proof")
     tmp = Path(tempfile.mkdtemp(prefix="fedmgd-flower-"))
     t = time.perf_counter()

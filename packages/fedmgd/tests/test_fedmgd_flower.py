@@ -13,7 +13,8 @@ from tenfold import checkpoint
 from tenfold.config import load
 from tenfold.errors import ConfigError
 
-flwr = pytest.importorskip("flwr", reason="the Flower path needs the flower extra: pip install 'packages/fedmgd[flower]'")
+flwr = pytest.importorskip("flwr", reason="the Flower path needs the flower extra: "
+                                         "pip install -c constraints.txt 'packages/fedmgd[flower]'")
 
 from fedmgd.flower.apps import client_app, run_server  # noqa: E402
 from fedmgd.flower.inmemory import InMemoryGrid  # noqa: E402
