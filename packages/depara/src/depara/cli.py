@@ -5,28 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from tenfold import config as config_mod
-from tenfold import runtime
-from tenfold.bench import device_name
 from tenfold.cli import base_parser, main_guard, parse_config
-from tenfold.meters import write_json
 
 from .config import DeparaConfig
-from .pipeline import (
-    default_targets,
-    load_transfer,
-    measure_transfer,
-    model_graphs,
-    probe_tensor,
-    save_transfer,
-    train_zoo,
-    zoo_dir,
-    zoo_models,
-)
-from .plot import heatmap, layer_plot
-from .ranking import layer_selection, model_selection
-from .selection import score_matrices
+
+# torch, numpy and the method load after the arguments are read (in each command), so --help returns at once
 
 __all__ = ["zoo_main", "score_main", "select_main"]
 
@@ -38,6 +22,8 @@ def _setup(prog: str, description: str, argv, extra=None):
         extra(p)
     args = p.parse_args(argv)
     cfg = parse_config(DeparaConfig, args)
+    from tenfold import runtime
+
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, out / "config.yaml")
@@ -57,7 +43,12 @@ def zoo_main(argv=None) -> int:
         "depara-zoo", "Train one small model per task (zoo.tasks) into <zoo_dir>/models/ and measure transfer: "
         "linear-probe accuracy of every frozen source on every target (<zoo_dir>/transfer.json).", argv, extra)
     t0 = time.time()
-    from .pipeline import _Pools
+    import numpy as np
+    from tenfold.bench import device_name
+    from tenfold.meters import write_json
+
+    from .pipeline import _Pools, measure_transfer, save_transfer, train_zoo, zoo_dir, zoo_models
+    from .plot import heatmap
 
     pools = _Pools(cfg)
     info = train_zoo(cfg, device, resume=bool(args.resume), pools=pools)
@@ -83,6 +74,12 @@ def score_main(argv=None) -> int:
         "probe set and write the pairwise node/edge/DEPARA/RSA similarity matrices (scores.json, PNG heat maps). "
         "Models: the zoo's (zoo_dir) or the files in score.models.", argv)
     t0 = time.time()
+    from tenfold.bench import device_name
+    from tenfold.meters import write_json
+
+    from .pipeline import model_graphs, probe_tensor, zoo_models
+    from .plot import heatmap
+    from .selection import score_matrices
     models = zoo_models(cfg, device)
     probes, raw = probe_tensor(cfg)
     graphs = model_graphs(cfg, models, probes, device, cache_dir=out / "graphs", raw=raw)
@@ -123,6 +120,12 @@ def select_main(argv=None) -> int:
         "model) or the layers of one source (select.mode=layer) by S = S_V + lambda S_E, and evaluate the "
         "ranking against measured transfer next to node-only, edge-only, RSA and random scores.", argv)
     t0 = time.time()
+    import numpy as np
+    from tenfold.meters import write_json
+
+    from .pipeline import default_targets, load_transfer, model_graphs, probe_tensor, zoo_dir, zoo_models
+    from .plot import heatmap, layer_plot
+    from .ranking import layer_selection, model_selection
     probes, raw = probe_tensor(cfg)
     if cfg.select.mode == "layer":
         res = layer_selection(cfg, probes, device, zoo_dir(cfg))

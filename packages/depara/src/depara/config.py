@@ -6,10 +6,35 @@ from dataclasses import dataclass, field
 from tenfold.config import RunConfig, nonnegative, positive
 from tenfold.errors import ConfigError
 
-from .graph import GraphOptions
-from .method import ATTRIBUTIONS, CHANNEL_REDUCE
+# No torch here (the CLIs' --help loads this module): graph options and the method's choices live here, and
+# depara.graph / depara.method import them.
+__all__ = ["DataConfig", "ZooConfig", "TransferConfig", "ScoreConfig", "SelectConfig", "DeparaConfig",
+           "GraphOptions", "ATTRIBUTIONS", "CHANNEL_REDUCE"]
 
-__all__ = ["DataConfig", "ZooConfig", "TransferConfig", "ScoreConfig", "SelectConfig", "DeparaConfig"]
+ATTRIBUTIONS = ("grad_input", "saliency", "elrp")
+CHANNEL_REDUCE = ("abs_mean", "mean", "none")
+
+
+@dataclass
+class GraphOptions:
+    attribution: str = "grad_input"  # grad_input (DEPARA) | saliency | elrp (ablations)
+    channel_reduce: str = "abs_mean"  # abs_mean (layer-selection code, default) | mean (Taskonomy, signed)
+    center_features: bool = True  # centre edge features over the probes (model selection); False for layers
+    objective: str = "sum"  # sum of all units (DeepExplain) | mean (PyTorch code); no cosine depends on it
+    # unless reference_accumulation=True (the mean weights each accumulated layer by its own 1/(B*K_l))
+    batch_size: int = 50
+    node_dtype: str = "float32"  # float16 halves the memory of n x H x W maps
+    node_pool: int = 1  # >1: average-pool attribution maps by this factor (memory; a documented deviation)
+    elrp_eps: float = 1e-4
+    reference_accumulation: bool = False  # True: the official vgg_extract.py bug, layer k's map = sum of layers 1..k
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"graph.batch_size must be >= 1, got {self.batch_size}")
+        if self.node_pool < 1:
+            raise ConfigError(f"graph.node_pool must be >= 1, got {self.node_pool}")
+        if self.node_dtype not in ("float32", "float16"):
+            raise ConfigError(f"graph.node_dtype must be float32 or float16, got {self.node_dtype!r}")
 
 
 @dataclass

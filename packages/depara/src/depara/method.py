@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from tenfold.errors import ConfigError
 
+from .config import ATTRIBUTIONS, CHANNEL_REDUCE  # with the config, which the CLIs load without torch
+
 __all__ = ["ATTRIBUTIONS", "CHANNEL_REDUCE", "attribute", "reduce_channels", "elrp_rules", "edge_vector",
            "rsa_vector", "edge_rsa_streamed", "rankdata", "spearman", "node_similarity", "edge_similarity",
            "depara_score", "no_inplace"]
-
-ATTRIBUTIONS = ("grad_input", "saliency", "elrp")
-CHANNEL_REDUCE = ("abs_mean", "mean", "none")
 
 
 def _check(name: str, value: str, allowed) -> None:

@@ -1,4 +1,7 @@
-"""Console scripts: netgraft-train, netgraft-eval, netgraft-teacher."""
+"""Console scripts: netgraft-train, netgraft-eval, netgraft-teacher.
+
+Only the parsers load at import (tenfold.cli and the torch-free config): torch and the method are imported
+after the arguments are read, so --help returns at once (test_cli_help)."""
 from __future__ import annotations
 
 import argparse
@@ -6,18 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-from tenfold import checkpoint
-from tenfold import config as config_mod
 from tenfold.cli import base_parser, main_guard, parse_args, parse_config
 from tenfold.errors import CheckpointError
-from torch import nn
 
-from .config import NetGraftConfig
-from .method import Student, build_units, merge_adapters
-from .models import build_student, build_teacher, partition
-from .teacher import TeacherConfig, train_teacher
-from .train import check_method, dataset_stats, load_split, normalised, run
+from .config import NetGraftConfig, TeacherConfig
 
 
 @main_guard
@@ -36,12 +31,22 @@ def train(argv: list[str] | None = None) -> None:
     if args.shots:
         args.overrides.append(f"data.n_shot={args.shots}")
     cfg = parse_config(NetGraftConfig, args)
+    from .train import check_method, run
+
     check_method(cfg)
     summary = run(cfg, resume=args.resume)
     print(json.dumps(summary))
 
 
-def load_student(path: str | Path) -> tuple[NetGraftConfig, nn.Module]:
+def load_student(path: str | Path):
+    """(config, student module) of a run's student.pt."""
+    from tenfold import checkpoint
+    from tenfold import config as config_mod
+    from torch import nn
+
+    from .method import Student, build_units
+    from .models import build_student, build_teacher, partition
+
     ck = checkpoint.load(Path(path) / "student.pt" if Path(path).is_dir() else path, kind="netgraft-student")
     cfg = config_mod.from_dict(NetGraftConfig, ck["config"])
     mc = cfg.model
@@ -68,7 +73,11 @@ def evaluate(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate on a fixed random subset of N test images (0 = all)")
     p.add_argument("--no-merge", action="store_true", help="skip the merged-student evaluation")
     args = p.parse_args(argv)
+    import torch
     from tenfold.runtime import select_device
+
+    from .method import Student, merge_adapters
+    from .train import dataset_stats, load_split, normalised
 
     device = select_device(args.device)
     cfg, model = load_student(args.student)
@@ -94,6 +103,8 @@ def teacher(argv: list[str] | None = None) -> None:
                     schema=TeacherConfig)
     args = parse_args(p, argv)
     cfg = parse_config(TeacherConfig, args)
+    from .teacher import train_teacher
+
     print(json.dumps(train_teacher(cfg, resume=args.resume)))
 
 

@@ -7,7 +7,9 @@ from typing import Literal
 from tenfold.config import RunConfig, nonnegative, positive
 from tenfold.errors import ConfigError
 
-from .models import VGG16_GRAFT_STUDENT, VGG16_TEACHER
+# here, not in .models, so that the CLIs' parsers load without torch (--help stays fast)
+VGG16_TEACHER = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+VGG16_GRAFT_STUDENT = [[64, 64], [128, 128], [256, 256, 256], [256, 256, 256], [256, 256, 256]]
 
 
 @dataclass
@@ -124,3 +126,23 @@ class NetGraftConfig(RunConfig):
     @property
     def effective_batch(self) -> int:
         return self.batch_size or max(1, int(64 * self.factor))
+
+
+@dataclass
+class TeacherConfig(RunConfig):
+    """netgraft-teacher: a teacher trained with labels (teacher.py)."""
+
+    out: str = "runs/netgraft-teacher"
+    arch: str = "vgg_blockwise"
+    blocks: list[list[int]] = field(default_factory=lambda: [list(b) for b in VGG16_TEACHER])
+    num_classes: int = 10
+    data: Literal["cifar10", "cifar100", "synthetic"] = "cifar10"
+    synthetic_train: int = 3000
+    synthetic_test: int = 1000
+    image_size: int = 32
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 2  # VGG without BN can fail to start at a high lr (spec pitfall)

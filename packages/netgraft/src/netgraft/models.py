@@ -11,13 +11,12 @@ from tenfold.checkpoint import load_module_state
 from tenfold.errors import CheckpointError
 from torch import nn
 
+from .config import VGG16_GRAFT_STUDENT, VGG16_TEACHER
 from .partition import Partition, partition
 
 __all__ = ["VGG16_TEACHER", "VGG16_GRAFT_STUDENT", "build_teacher", "build_student", "load_teacher_weights",
            "init_vgg_"]
 
-VGG16_TEACHER = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
-VGG16_GRAFT_STUDENT = [[64, 64], [128, 128], [256, 256, 256], [256, 256, 256], [256, 256, 256]]
 
 
 def init_vgg_(model: nn.Module) -> nn.Module:

@@ -3,40 +3,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from tenfold import config as config_mod
 from tenfold import data as tfdata
 from tenfold import runtime
-from tenfold.config import RunConfig
 from tenfold.data import transforms
 from tenfold.loop import Trainer
 
-from .models import VGG16_TEACHER, build_teacher
+from .config import TeacherConfig
+from .models import build_teacher
 
 __all__ = ["TeacherConfig", "train_teacher"]
-
-
-@dataclass
-class TeacherConfig(RunConfig):
-    out: str = "runs/netgraft-teacher"
-    arch: str = "vgg_blockwise"
-    blocks: list[list[int]] = field(default_factory=lambda: [list(b) for b in VGG16_TEACHER])
-    num_classes: int = 10
-    data: Literal["cifar10", "cifar100", "synthetic"] = "cifar10"
-    synthetic_train: int = 3000
-    synthetic_test: int = 1000
-    image_size: int = 32
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 2  # VGG without BN can fail to start at a high lr (spec pitfall)
 
 
 def train_teacher(cfg: TeacherConfig, resume: str | None = None) -> dict:
