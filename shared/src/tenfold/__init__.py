@@ -10,8 +10,8 @@ import importlib
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TenfoldError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("bench", "checkpoint", "cli", "config", "configs", "data", "distributed", "eval", "loop", "meters",
-               "gpubench", "gpupack", "nets", "plot", "rundir", "runtime", "signals", "testing")
+_SUBMODULES = ("bench", "checkpoint", "cli", "clitest", "config", "configs", "data", "distributed", "eval", "loop",
+               "meters", "gpubench", "gpupack", "nets", "plot", "rundir", "runtime", "signals", "testing")
 __all__ = [*_SUBMODULES, "CheckpointError", "ConfigError", "DataError", "NonFiniteLossError", "TenfoldError"]
 
 
