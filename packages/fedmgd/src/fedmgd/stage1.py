@@ -96,7 +96,8 @@ class Stage1:
     def _client_step(self, guard, k: int, rows_k, fake, y_fake, m: float, t: int, keep_graph: bool = False) -> dict:
         """Client k's share of iteration t: C step, D step, then the realistic scores of the shared fake batch.
         With g_graph=selected the scores come from a forward without a graph (the RNG position before it is
-        kept, so the routed re-forward reproduces its dropout mask); with g_graph=all the graph is kept."""
+        kept, so the routed re-forward reproduces its dropout mask); with g_graph=all (or keep_graph, the Flower
+        client's one-exchange reply) the graph is kept."""
         g = self.g
         if k in self.delays.get(t + 1, ()):
             time.sleep(self.cfg.faults.delay_s)  # injected slowness, before the client touches any state
