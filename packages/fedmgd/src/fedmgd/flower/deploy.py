@@ -77,6 +77,7 @@ class LocalDeployment:
         self.env.update({"FLWR_HOME": str(self.home), "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
                          f"{self.env.get('PATH', '')}", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"})
         self.env.setdefault("OMP_NUM_THREADS", "1")
+        self.env.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # a loopback run sends nothing off the machine
         self.env.update(env or {})
         self.node_overrides = node_overrides or {}
         self.procs: dict[str, subprocess.Popen] = {}
