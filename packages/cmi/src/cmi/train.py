@@ -176,10 +176,10 @@ class Distiller:
         with signals.polling():
             while self.round < end:
                 self._round(bar)
-                saved = self.round % every == 0 or self.round == end
-                if saved:
+                periodic = self.round % every == 0 or self.round == end
+                if periodic:
                     self.save()
-                signals.check(lambda: self.ckpt_path if saved else self.save(),  # noqa: B023 (called here)
+                signals.check((lambda: self.ckpt_path) if periodic else self.save,
                               f"round {self.round}/{self.total_rounds}")
         bar.close()
         return self.finish() if self.round >= self.total_rounds else {"round": self.round}

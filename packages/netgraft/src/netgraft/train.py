@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -256,14 +257,7 @@ def step_loss(cfg, s: Setup, ph: Phase, model, batch) -> torch.Tensor:
 
 def train_step(cfg, s: Setup, ph: Phase, model, opt, batch) -> torch.Tensor:
     loss = step_loss(cfg, s, ph, model, batch)
-    opt.zero_grad(set_to_none=True)
-    if s.scaler is not None and s.scaler.is_enabled():  # fp16 on CUDA
-        s.scaler.scale(loss).backward()
-        s.scaler.step(opt)
-        s.scaler.update()
-    else:
-        loss.backward()
-        opt.step()
+    runtime.optimizer_step(loss, opt, s.scaler)  # scaled backward only for fp16 on CUDA
     return loss.detach()
 
 
@@ -386,10 +380,10 @@ def run(cfg: NetGraftConfig, resume: str | None = None, stop_after_epochs: int |
                 at = (pi, epoch, opt) if epoch < ph.epochs else (pi + 1, 0, None)
                 # not every epoch: Adam state is large (#17); a signal saves wherever the run stands
                 periodic = at[0] != pi or epoch % cfg.checkpoint_every == 0
+                save = functools.partial(_save, ckpt_path, cfg, s, *at, best, history)
                 if periodic:
-                    _save(ckpt_path, cfg, s, *at, best, history)
-                signals.check(lambda: ckpt_path if periodic else _save(ckpt_path, cfg, s, *at, best, history),  # noqa: B023
-                              f"epoch {len(history)}/{total}")
+                    save()
+                signals.check((lambda: ckpt_path) if periodic else save, f"epoch {len(history)}/{total}")
             pi, epoch = pi + 1, 0
     bar.close()
     if best is not None:
