@@ -10,7 +10,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["select_device", "autocast", "grad_scaler", "PRECISIONS", "num_threads", "seed_everything",
+__all__ = ["select_device", "autocast", "grad_scaler", "optimizer_step", "PRECISIONS", "num_threads", "seed_everything",
            "set_deterministic", "rng_state", "set_rng_state"]
 
 
@@ -64,6 +64,27 @@ def grad_scaler(device: torch.device, precision: str = "bf16") -> torch.amp.Grad
     scale/step/update unconditionally. bf16 has fp32's exponent range and needs no scaling."""
     on = _check_precision(precision) == "fp16" and torch.device(device).type == "cuda"
     return torch.amp.GradScaler("cuda" if on else "cpu", enabled=on)
+
+
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+                   before_step=None) -> None:
+    """zero_grad, backward, step: the update of every training loop. With an enabled GradScaler (fp16 on CUDA)
+    the backward is scaled and the gradients are unscaled before `before_step` (e.g. clipping), so a clip sees
+    the true gradients and the scaler skips steps with inf/NaN; without one (None, or disabled: bf16, fp32, CPU)
+    it is the plain calls, bit for bit."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        if before_step is not None:
+            scaler.unscale_(opt)
+            before_step()
+        scaler.step(opt)
+        scaler.update()
+        return
+    loss.backward()
+    if before_step is not None:
+        before_step()
+    opt.step()
 
 
 @contextlib.contextmanager

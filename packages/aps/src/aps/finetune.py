@@ -170,14 +170,7 @@ def run(cfg: FinetuneConfig, resume: str | None = None, stop_at: int | None = No
             g["lr"] = lr * g["lr_scale"]
         # no NaN check here (a host sync): the Trainer checks the returned loss before anything is saved
         loss = finetune_loss(ddp, x, y, cfg, nc, device)
-        opt.zero_grad(set_to_none=True)
-        if scaler.is_enabled():  # precision=fp16 on CUDA (the official AMP)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        runtime.optimizer_step(loss, opt, scaler)  # scaled backward only for fp16 on CUDA (the official AMP)
         if ema is not None:
             ema.update(model)
         return {"loss": loss.detach(), "lr": lr}

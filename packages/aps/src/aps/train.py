@@ -74,14 +74,7 @@ def pretrain_step(model: nn.Module, opt: torch.optim.Optimizer, batch, *, device
         idx1, idx2 = (None, None) if full_tokens else (i1[:, k], i2[:, k])
         loss, sim = pretrain_forward(model, x1, idx1, x2, idx2, device=device, tau=tau, amp=amp,
                                      precision=precision)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():  # fp16 on CUDA (the official AMP): scaled backward
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        runtime.optimizer_step(loss, opt, scaler)  # scaled backward only for fp16 on CUDA (the official AMP)
         losses.append(loss.detach())
         sims.append(sim)
     return {"loss": torch.stack(losses).mean(), "loss_last": losses[-1], "pos_cos": torch.stack(sims).mean(),

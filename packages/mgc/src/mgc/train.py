@@ -39,13 +39,8 @@ def optimize_step(ddp: nn.Module, opt: torch.optim.Optimizer, scaler, trainable:
     (pitfall 11), optimizer step. No host sync: the loss stays a device tensor."""
     with runtime.autocast(device, cfg.precision, enabled=cfg.amp):
         loss, info = ddp(x1, x2, corr, m)
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if cfg.optim.clip_grad > 0:
-        scaler.unscale_(opt)
-        clip_per_parameter(trainable, cfg.optim.clip_grad)
-    scaler.step(opt)
-    scaler.update()
+    clip = (lambda: clip_per_parameter(trainable, cfg.optim.clip_grad)) if cfg.optim.clip_grad > 0 else None
+    runtime.optimizer_step(loss, opt, scaler, before_step=clip)  # the clip sees unscaled gradients
     return loss.detach(), info
 
 

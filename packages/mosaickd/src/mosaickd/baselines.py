@@ -13,7 +13,7 @@ import torch
 from tenfold.data import data_root
 from tenfold.errors import ConfigError
 from tenfold.loop import Trainer, assert_finite
-from tenfold.runtime import autocast, grad_scaler
+from tenfold.runtime import autocast, grad_scaler, optimizer_step
 from torch import nn
 
 from .common import (
@@ -31,7 +31,7 @@ from .common import (
 )
 from .config import KDConfig
 from .data import DATA_SEED, BatchStream
-from .game import cosine, frozen, optimize
+from .game import cosine, frozen
 from .method import BNStatsHook, datafree_generator_loss, student_kd_loss
 from .nets import UpsampleGenerator, build_classifier
 
@@ -76,7 +76,7 @@ class DataFreeGame:
         with frozen(self.S), autocast(self.device, self.precision):
             t, s = self.T(x).float(), self.S(x).float()
         loss_g, terms = datafree_generator_loss(t, s, self.hooks, **self.w)
-        optimize(loss_g, self.opt_g, self.scaler)
+        optimizer_step(loss_g, self.opt_g, self.scaler)
         losses = []
         for _ in range(self.kd_steps):
             with torch.no_grad():
@@ -86,7 +86,7 @@ class DataFreeGame:
             with autocast(self.device, self.precision):
                 s = self.S(xs).float()
             loss = student_kd_loss(s, t, self.tau)
-            optimize(loss, self.opt_s, self.scaler)
+            optimizer_step(loss, self.opt_s, self.scaler)
             losses.append(loss.detach())
         return {"loss": torch.stack(losses).mean(), "g_total": loss_g.detach(),
                 **{f"g_{k}": v.detach() for k, v in terms.items()}}
@@ -162,7 +162,7 @@ def run_kd(cfg: KDConfig, resume: str | None = None, stop_at: int | None = None)
             with autocast(device, prec):
                 s = student(x).float()
             loss = student_kd_loss(s, t, cfg.T)
-            optimize(loss, opt, scaler)
+            optimizer_step(loss, opt, scaler)
             sched.step()
             return {"loss": loss.detach(), "lr": sched.get_last_lr()[0]}
 

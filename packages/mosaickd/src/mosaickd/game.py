@@ -11,12 +11,12 @@ import contextlib
 from collections.abc import Callable
 
 import torch
-from tenfold.runtime import autocast, grad_scaler
+from tenfold.runtime import autocast, grad_scaler, optimizer_step
 from torch import nn
 
 from .method import discriminator_loss, generator_loss, student_kd_loss
 
-__all__ = ["MosaicGame", "frozen", "make_student_optimizer", "cosine", "optimize"]
+__all__ = ["MosaicGame", "frozen", "make_student_optimizer", "cosine"]
 
 
 @contextlib.contextmanager
@@ -41,14 +41,6 @@ def make_student_optimizer(student: nn.Module, lr: float, momentum: float, weigh
 
 def cosine(opt, total: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(total), 1))
-
-
-def optimize(loss: torch.Tensor, opt, scaler) -> None:
-    """zero_grad, backward and step through the loss scaler (fp16 on CUDA; a pass-through otherwise)."""
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(opt)
-    scaler.update()
 
 
 class MosaicGame:
@@ -97,7 +89,7 @@ class MosaicGame:
         with self._ac():
             d_fake, d_real = self.D(x_syn.detach()).float(), self.D(x_real).float()
         loss = discriminator_loss(d_fake, d_real, self.w["local"])
-        optimize(loss, self.opt_d, self.scaler)
+        optimizer_step(loss, self.opt_d, self.scaler)
         return loss.detach()
 
     def g_step(self, x_syn: torch.Tensor):
@@ -107,7 +99,7 @@ class MosaicGame:
             s = self.S(x_syn).float()
             d = self.D(x_syn).float() if self.D is not None else None
             loss = generator_loss(d, t, s, **self.w)
-        optimize(loss.total, self.opt_g, self.scaler)
+        optimizer_step(loss.total, self.opt_g, self.scaler)
         return loss
 
     def student_step(self, n_syn: int, x_ood: torch.Tensor | None = None,
@@ -126,7 +118,7 @@ class MosaicGame:
         with self._ac():
             s = self.S(x).float()
         loss = student_kd_loss(s, t, self.tau)
-        optimize(loss, self.opt_s, self.scaler)
+        optimizer_step(loss, self.opt_s, self.scaler)
         return loss.detach()
 
     def outer_step(self, x_real: torch.Tensor,

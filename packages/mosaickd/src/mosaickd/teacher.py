@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from tenfold.data import data_root
 from tenfold.loop import Trainer
-from tenfold.runtime import autocast, grad_scaler
+from tenfold.runtime import autocast, grad_scaler, optimizer_step
 
 from .common import Timer, evaluate, export_model, setup_run
 from .config import TeacherConfig
 from .data import BatchStream, load_split, normalizer_for
-from .game import cosine, optimize
+from .game import cosine
 from .nets import build_classifier
 
 __all__ = ["run_teacher"]
@@ -51,7 +51,7 @@ def run_teacher(cfg: TeacherConfig, resume: str | None = None, stop_at: int | No
         model.train()
         with autocast(device, prec):
             loss = F.cross_entropy(model(x).float(), labels[idx.to(device)])
-        optimize(loss, opt, scaler)
+        optimizer_step(loss, opt, scaler)
         sched.step()
         return {"loss": loss.detach(), "lr": sched.get_last_lr()[0]}
 

@@ -165,14 +165,7 @@ class StepFn:
         if self.momentum is not None:  # EMA before the forward, as the reference
             ema_update(self.momentum, distributed.unwrap(self.online), sched["mu"])
         out = self.compute(x, state.step, sched["temp"])
-        self.opt.zero_grad(set_to_none=True)
-        if self.scaler.is_enabled():  # precision=fp16 on CUDA: scaled backward (bf16/fp32 need none)
-            self.scaler.scale(out["loss"]).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            out["loss"].backward()
-            self.opt.step()
+        runtime.optimizer_step(out["loss"], self.opt, self.scaler)  # scaled backward only for fp16 on CUDA
         return {**{k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}, **sched}
 
 
