@@ -5,6 +5,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
+from tenfold.runtime import optimizer_step
 from torch import nn
 
 __all__ = ["bce", "r1_penalty", "discriminator_loss", "realistic_scores", "route", "routed_generator_loss",
@@ -123,14 +124,7 @@ def server_enhance_step(S: nn.Module, opt: torch.optim.Optimizer, G: nn.Module, 
     if n_keep <= 1:
         return {"kept": n_keep, "loss": None, "stepped": False}
     loss = F.cross_entropy(S(x[keep]).float(), y[keep])
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:  # fp16 loss scaling (a disabled scaler passes the loss and the step through)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    else:
-        loss.backward()
-        opt.step()
+    optimizer_step(loss, opt, scaler)  # scaled backward only for fp16 on CUDA
     return {"kept": n_keep, "loss": loss.detach(), "stepped": True}
 
 

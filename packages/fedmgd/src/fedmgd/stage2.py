@@ -9,7 +9,7 @@ import time
 import torch
 import torch.nn.functional as F
 from tenfold.loop import assert_finite
-from tenfold.runtime import autocast, grad_scaler
+from tenfold.runtime import autocast, grad_scaler, optimizer_step
 
 from . import engine
 from .engine import Comm, Streams, stream_seed
@@ -174,10 +174,7 @@ class Stage2:
                 raise ClientFailure(f"injected failure of client {k} in round {rnd + 1}")
             xb, yb = self.fed.batch(k, self._rows(rnd * self.steps + s, k))
             loss = self.local_loss(W, xb, yb, counts, anchor)
-            opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()  # the scaler is a pass-through except for fp16 on CUDA
-            self.scaler.step(opt)
-            self.scaler.update()
+            optimizer_step(loss, opt, self.scaler)  # scaled backward only for fp16 on CUDA
             if self.method == "scaffold":
                 scaffold_correct(_params(W), self.c_global, self.c_local[k], f.lr)
             loss_sum += loss.detach()
