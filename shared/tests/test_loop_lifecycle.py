@@ -8,19 +8,15 @@ import signal
 
 import pytest
 import torch
-from tenfold import checkpoint, meters, signals
+from tenfold import checkpoint, clitest, meters, signals
 from tenfold.errors import RunStopped
 from test_loop import TinyCfg, _build
 
 
 @pytest.fixture(autouse=True)
 def _handlers():
-    old = {s: signal.getsignal(s) for s in signals.SIGNALS}
-    signals.install()
-    yield
-    signals.reset()
-    for s, h in old.items():
-        signal.signal(s, h)
+    with clitest.signal_routing():
+        yield
 
 
 @pytest.mark.parametrize("sig", signals.SIGNALS, ids=lambda s: signal.Signals(s).name)

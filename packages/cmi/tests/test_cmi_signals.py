@@ -90,14 +90,8 @@ def test_resume_drops_records_logged_after_the_checkpoint(toy_teacher_file, tmp_
 @pytest.fixture
 def signal_handlers():
     """The CLI guard's SIGTERM/SIGUSR1 routing, in this process for one test."""
-    from tenfold import signals
-
-    old = {sig: signal.getsignal(sig) for sig in signals.SIGNALS}
-    signals.install()
-    yield
-    signals.reset()
-    for sig, handler in old.items():
-        signal.signal(sig, handler)
+    with clitest.signal_routing():
+        yield
 
 
 def test_synthesize_stops_on_a_signal_after_the_round_and_resumes(signal_handlers, toy_teacher_file, tmp_path,

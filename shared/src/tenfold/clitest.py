@@ -11,6 +11,7 @@ reports `at_step`, so the run is really inside its loop. Torch-free: usable from
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-__all__ = ["TIMING", "env", "run", "interrupt", "records", "summary"]
+__all__ = ["TIMING", "env", "run", "interrupt", "records", "summary", "signal_routing"]
 
 # fields that measure time or speed: they differ between any two runs
 TIMING = frozenset({"time", "samples_per_s", "step_s", "step_cpu_s", "elapsed_s", "wall_s", "seconds"})
@@ -71,3 +72,19 @@ def summary(run_dir, drop=()) -> dict:
     """summary.json without timing fields (and the keys in `drop`)."""
     skip = TIMING | set(drop)
     return {k: v for k, v in json.loads((Path(run_dir) / "summary.json").read_text()).items() if k not in skip}
+
+
+@contextlib.contextmanager
+def signal_routing():
+    """The CLI guard's SIGTERM/SIGUSR1 routing installed in this process (for in-process signal tests); the
+    previous handlers come back afterwards, so later tests see the process as it was."""
+    from . import signals
+
+    old = {sig: signal.getsignal(sig) for sig in signals.SIGNALS}
+    signals.install()
+    try:
+        yield
+    finally:
+        signals.reset()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
