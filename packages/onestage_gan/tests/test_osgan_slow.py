@@ -10,6 +10,7 @@ Observed values, seed 0, one thread (two-stage / one-stage FD; untrained generat
                                   AMD EPYC, AVX2 (/work/shared/observed):        1348.9 / 1101.6  [1075.7]
                                   this machine with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
                                   MKL_ENABLE_INSTRUCTIONS=AVX2, 2026-12-07:      1342.6 / 1091.8  [1066.7]
+                                  same, later that day (feature CNN retrained):  1403.5 / 1138.0  [1112.8]
     non-saturating (GN D), 2,500 it.  this machine:                              74.8 / 55.8      [1081.9]
                                       AMD EPYC, AVX2:                            72.4 / 78.3      [1075.7]
 The AVX2 flags change every number here (so the ISA matters) but do not reproduce the AMD figures: a different CPU
@@ -19,16 +20,23 @@ Minimax does NOT learn here (both arms at or above the untrained FD; one/two-sta
 two-stage 1.11-1.27x untrained). Tried, seed 0: two-stage with the CelebA config's lr_D 2e-5, 1,500 it. -> 1017.5
 (0.91x untrained, 1 class); GroupNorm D, two-stage, 400 / 700 it. -> 1346.2 / 1348.0; 16 px, two-stage, 1,000 /
 1,500 it. -> 991.6 / 1026.0 (untrained 1189.3). So the minimax arm asserts only what holds over the draws: no
-divergence (both <= 1.4x untrained) and one stage ahead of two stages (one <= 0.95x two) — not learning.
-Non-saturating: one stage better (0.75x here) does not survive the spread (1.08x on the AMD machine; at 1,200
-iterations seeds 1 and 2 gave 5x). A "one stage within 1.5x of two stages" bound set from those two draws failed
-on the third (below); seeds 1 and 2 at 2,500 iterations are not measured yet.
-Fresh-clone run on the 2026-12-07 Xeon, seed 0, default numerics (floor 1112.8): non-saturating two-stage 92.4 /
-one-stage 170.6 (ratio 1.85: "within 1.5x" failed); minimax 1403.6 / 1171.3. So for the non-saturating arm only the
-learning claim survives: both FDs <= 0.25x untrained (observed 0.05-0.15x over three draws); the one/two ratio
-(0.75, 1.08, 1.85) is printed, not asserted.
-Runtime: the non-saturating arm took 540 s on the AMD machine (~4 min here unloaded), above the 5-minute budget
-there; cutting it to fewer iterations needs a new spread measurement (one stage lags in mid-training), not done yet.
+divergence (both <= 1.4x untrained) and one stage ahead of two (one <= 0.95x two) — not learning.
+
+Non-saturating, 2,500 iterations, FD two-stage / one-stage [untrained] and as multiples of untrained:
+    calibration (this machine, 2026-11-28), seed 0:   74.8 / 55.8   [1081.9]   0.07x / 0.05x
+    AMD EPYC, AVX2, seed 0:                           72.4 / 78.3   [1075.7]   0.07x / 0.07x
+    this Xeon 2026-12-07, seed 0:                     92.4 / 170.6  [1112.8]   0.08x / 0.15x
+    same, AVX2 stand-in, seed 0:                      80.6 / 63.9   [1112.8]   0.07x / 0.06x
+    same, seed 1:                                     84.8 / 130.7  [1229.0]   0.07x / 0.11x
+    same, seed 2:                                     71.3 / 394.2  [1134.3]   0.06x / 0.35x
+(runs/ns_spread: the same runs stopped at 1,500 / 2,000 iterations gave one-stage 517 / 327, 224 / 126, 742 / 365,
+782 / 530 for the four 2026-12-07 draws, so 2,000 iterations would not do.) The two-stage arm learns tightly
+(0.06-0.08x); the one-stage arm (the reference's 4x smaller D learning rate) learns more slowly and its spread is
+wide (0.05-0.35x), and the one/two ratio goes 0.75 to 5.5. Asserted: two-stage <= 0.15x untrained, one-stage <=
+0.5x untrained (both learned; an untrained generator is 1.0x); the ratio is printed, not asserted. The earlier
+"both <= 0.25x" failed on seed 2.
+Runtime: the two arms took 540 s together on the AMD machine, so they are separate tests (one scheme each); the
+two-stage arm is the longer (57-70 ms per iteration here vs 40-56 one-stage, 2,500 iterations, plus the FD).
 """
 import os
 from pathlib import Path
@@ -48,11 +56,10 @@ ARMS = {  # D norm, D learning rates two / one stage (one-stage runs use a small
     "minimax": ("bn", "2e-4", "1.35e-5", 400),
     "nonsaturating": ("gn", "2e-4", "5e-5", 2500),
 }
-LIMITS = {  # (both arms' FD at most this fraction of the untrained FD, one-stage FD at most this multiple of two's)
+LIMITS = {  # minimax: (both FDs at most this multiple of the untrained FD, one-stage at most this multiple of two's)
     "minimax": (1.4, 0.95),  # NOT a learning claim: no divergence, and one stage ahead of two (see docstring)
-    # the one/two ratio went 0.75 / 1.08 / 1.85 over three draws: not asserted (None), printed; learning is
-    "nonsaturating": (0.25, None),
 }
+NS_LEARNED = {"two": 0.15, "one": 0.5}  # FD at most this multiple of untrained (observed <= 0.08x / <= 0.35x)
 
 
 @pytest.fixture
@@ -63,29 +70,49 @@ def mnist_root():
     return root
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("loss", ["minimax", "nonsaturating"])
-def test_one_stage_learns_like_two_stage(loss, mnist_root, tmp_path):
+def _untrained_fd(cfg) -> float:
+    """The untrained generator (the runs' initial weights) as the floor every arm must clear."""
+    torch.manual_seed(SEED)
+    return image_quality(cfg, sample(DCGenerator(100, 1, 16, 32), 2000, 100, torch.device("cpu")))["fd"]
+
+
+def _run(loss: str, mode: str, tmp_path) -> tuple[dict, float]:
     d_norm, lr_two, lr_one, steps = ARMS[loss]
-    res = {}
+    lr_d = lr_two if mode == "two" else lr_one
     # one thread: float reductions (hence the FDs) do not depend on the machine's core count
     with runtime.num_threads(1):
-        for mode, lr_d in (("two", lr_two), ("one", lr_one)):
-            cfg = config.load(OSGANConfig, None, BASE + [f"max_steps={steps}", f"mode={mode}", f"loss={loss}",
-                                                         f"model.d_norm={d_norm}", f"optim.lr_d={lr_d}",
-                                                         f"out={tmp_path / mode}"])
-            res[mode] = run_gan(cfg)
-        # the untrained generator (the runs' initial weights) as the floor both arms must clear
-        torch.manual_seed(SEED)
-        g0 = DCGenerator(100, 1, 16, 32)
-        untrained = image_quality(cfg, sample(g0, 2000, 100, torch.device("cpu")))["fd"]
-    one, two = res["one"], res["two"]
-    print(f"\n{loss} (seed {SEED}): FD two-stage {two['fd']:.1f}, one-stage {one['fd']:.1f}, untrained "
-          f"{untrained:.1f}; CPU per iteration two {two['step_cpu_s'] * 1e3:.1f} ms, one "
-          f"{one['step_cpu_s'] * 1e3:.1f} ms (ratio {two['step_cpu_s'] / one['step_cpu_s']:.2f}, reported only)")
-    learned, within = LIMITS[loss]
-    assert one["steps"] == two["steps"] == steps
-    assert max(one["fd"], two["fd"]) <= learned * untrained  # both generators learned
-    print(f"one/two-stage FD ratio {one['fd'] / two['fd']:.2f}" + ("" if within else " (reported only)"))
-    if within is not None:
-        assert one["fd"] <= within * two["fd"]  # one stage within the spread-derived factor of two stages
+        cfg = config.load(OSGANConfig, None, BASE + [f"max_steps={steps}", f"mode={mode}", f"loss={loss}",
+                                                     f"model.d_norm={d_norm}", f"optim.lr_d={lr_d}",
+                                                     f"out={tmp_path / mode}"])
+        res = run_gan(cfg)
+        untrained = _untrained_fd(cfg)
+    assert res["steps"] == steps
+    print(f"\n{loss} {mode}-stage (seed {SEED}): FD {res['fd']:.1f}, untrained {untrained:.1f} "
+          f"({res['fd'] / untrained:.2f}x); CPU per iteration {res['step_cpu_s'] * 1e3:.1f} ms (reported only)")
+    return res, untrained
+
+
+@pytest.mark.slow
+def test_minimax_one_stage_ahead_of_two_stage_without_diverging(mnist_root, tmp_path):
+    """Equal iterations, both schemes in one test (the assertion compares them): 400 iterations each."""
+    two, untrained = _run("minimax", "two", tmp_path)
+    one, _ = _run("minimax", "one", tmp_path)
+    bound, within = LIMITS["minimax"]
+    print(f"one/two-stage FD ratio {one['fd'] / two['fd']:.2f}")
+    assert max(one["fd"], two["fd"]) <= bound * untrained  # no divergence (NOT a learning claim, see docstring)
+    assert one["fd"] <= within * two["fd"]
+
+
+_NS_FD: dict[str, float] = {}  # the two non-saturating arms' FDs, for the ratio printed by whichever runs second
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["two", "one"])
+def test_nonsaturating_arm_learns(mode, mnist_root, tmp_path):
+    """One scheme per test (each well under the 5-minute budget; together they took 540 s on the AMD machine).
+    What holds over the draws is that each arm learns; the one/two ratio is printed when both ran."""
+    res, untrained = _run("nonsaturating", mode, tmp_path)
+    _NS_FD[mode] = res["fd"]
+    if len(_NS_FD) == 2:
+        print(f"one/two-stage FD ratio {_NS_FD['one'] / _NS_FD['two']:.2f} (reported only)")
+    assert res["fd"] <= NS_LEARNED[mode] * untrained  # this generator learned
