@@ -29,7 +29,7 @@ Non-saturating, 2,500 iterations, FD two-stage / one-stage [untrained] and as mu
     same, AVX2 stand-in, seed 0:                      80.6 / 63.9   [1112.8]   0.07x / 0.06x
     same, seed 1:                                     84.8 / 130.7  [1229.0]   0.07x / 0.11x
     same, seed 2:                                     71.3 / 394.2  [1134.3]   0.06x / 0.35x
-(runs/ns_spread: the same runs stopped at 1,500 / 2,000 iterations gave one-stage 517 / 327, 224 / 126, 742 / 365,
+(bench/ns_spread.py: the same runs stopped at 1,500 / 2,000 iterations gave one-stage 517 / 327, 224 / 126, 742 / 365,
 782 / 530 for the four 2026-12-07 draws, so 2,000 iterations would not do.) The two-stage arm learns tightly
 (0.06-0.08x); the one-stage arm (the reference's 4x smaller D learning rate) learns more slowly and its spread is
 wide (0.05-0.35x), and the one/two ratio goes 0.75 to 5.5. Asserted: two-stage <= 0.15x untrained, one-stage <=
