@@ -21,6 +21,8 @@ of shared/observed passed (values not recorded). Seed 0 on that Xeon with defaul
 noise-KD 10.30, instance discrimination 0.083 (4 of 48; the calibration machine gave 0.125, the AVX2 draw 0.146).
 Seed 1, default numerics: cosine CMI 0.7326 vs no-contrast 0.7489 (more diverse this time), top-1 CMI 11.45 /
 no-contrast 13.85 / noise-KD 11.30, instance discrimination 0.0625 (3 of 48).
+Seed 2, default numerics: cosine CMI 0.7465 vs no-contrast 0.7472 (level), top-1 CMI 11.25 / no-contrast 12.30 /
+noise-KD 10.70, instance discrimination 0.208 (10 of 48). Five draws: instance discrimination 0.0625-0.208.
 So at this budget (48 synthetic images, 180 KD steps) neither "CMI's set is more diverse" nor "the students beat
 noise-KD" survives a second draw, and the test asserts only what does: both arms synthesise their 48 images, CMI's
 contrastive head discriminates its instances at >= 2x chance, and every student's accuracy is finite and not
