@@ -11,9 +11,9 @@ Observed (seed 0, 2-core CPU shared with other jobs; 76 s CPU-user, 6.5 min wall
   Spread over seeds 0-2 (bench/compare.sh, same settings): ia_hypertext DPS 0.9153 / 0.9083 / 0.9183 (TGAT-uniform
   0.7609 ± 0.0090); ia_contact is the full graph there (DPS 0.8920 ± 0.0014), not the 10k-event slice.
 This test over draws (issue #22, `make test-robust`, 2026-12-07, this Xeon; test AUC DPS / TGAT-uniform / TDS-only):
-  seed 1:                ia_hypertext 0.9083 / 0.7694 / 0.8558   ia_contact 0.7605 / 0.7284 (gap +0.032)   α 51.3 vs 31.1
-  seed 2:                ia_hypertext 0.9183 / 0.7674 / 0.8472   ia_contact 0.7502 / 0.7098 (gap +0.040)   α 62.1 vs 30.8
-  seed 0, AVX2 stand-in: ia_hypertext 0.9111 / 0.7640 / 0.8449   ia_contact 0.7712 / 0.7112 (gap +0.060)   α 55.2 vs 32.1
+  seed 1:               ia_hypertext 0.9083 / 0.7694 / 0.8558   ia_contact 0.7605 / 0.7284 (gap +0.032)  α 51.3 vs 31.1
+  seed 2:               ia_hypertext 0.9183 / 0.7674 / 0.8472   ia_contact 0.7502 / 0.7098 (gap +0.040)  α 62.1 vs 30.8
+  seed 0, AVX2 stand-in ia_hypertext 0.9111 / 0.7640 / 0.8449   ia_contact 0.7712 / 0.7112 (gap +0.060)  α 55.2 vs 32.1
 Thresholds (from the spec's plan), outside all four draws: every arm ≥ 0.60 AUC on ia_hypertext (lowest arm
 0.76), DPS ≥ TGAT-uniform − 0.01 on both (gaps +0.14 to +0.16 and +0.03 to +0.07), α higher for high-repetition
 nodes (51-62 vs 31-32). (Until 2026-12-07 this test pinned seed 0 and ignored TENFOLD_SLOW_SEED.)
