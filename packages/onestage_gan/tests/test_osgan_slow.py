@@ -76,7 +76,7 @@ def _untrained_fd(cfg) -> float:
     return image_quality(cfg, sample(DCGenerator(100, 1, 16, 32), 2000, 100, torch.device("cpu")))["fd"]
 
 
-def _run(loss: str, mode: str, tmp_path) -> tuple[dict, float]:
+def _run(loss: str, mode: str, tmp_path, floor: bool = True) -> tuple[dict, float | None]:
     d_norm, lr_two, lr_one, steps = ARMS[loss]
     lr_d = lr_two if mode == "two" else lr_one
     # one thread: float reductions (hence the FDs) do not depend on the machine's core count
@@ -85,10 +85,11 @@ def _run(loss: str, mode: str, tmp_path) -> tuple[dict, float]:
                                                      f"model.d_norm={d_norm}", f"optim.lr_d={lr_d}",
                                                      f"out={tmp_path / mode}"])
         res = run_gan(cfg)
-        untrained = _untrained_fd(cfg)
+        untrained = _untrained_fd(cfg) if floor else None  # the same for both schemes of one seed
     assert res["steps"] == steps
-    print(f"\n{loss} {mode}-stage (seed {SEED}): FD {res['fd']:.1f}, untrained {untrained:.1f} "
-          f"({res['fd'] / untrained:.2f}x); CPU per iteration {res['step_cpu_s'] * 1e3:.1f} ms (reported only)")
+    rel = f", untrained {untrained:.1f} ({res['fd'] / untrained:.2f}x)" if floor else ""
+    print(f"\n{loss} {mode}-stage (seed {SEED}): FD {res['fd']:.1f}{rel}; CPU per iteration "
+          f"{res['step_cpu_s'] * 1e3:.1f} ms (reported only)")
     return res, untrained
 
 
@@ -96,7 +97,7 @@ def _run(loss: str, mode: str, tmp_path) -> tuple[dict, float]:
 def test_minimax_one_stage_ahead_of_two_stage_without_diverging(mnist_root, tmp_path):
     """Equal iterations, both schemes in one test (the assertion compares them): 400 iterations each."""
     two, untrained = _run("minimax", "two", tmp_path)
-    one, _ = _run("minimax", "one", tmp_path)
+    one, _ = _run("minimax", "one", tmp_path, floor=False)
     bound, within = LIMITS["minimax"]
     print(f"one/two-stage FD ratio {one['fd'] / two['fd']:.2f}")
     assert max(one["fd"], two["fd"]) <= bound * untrained  # no divergence (NOT a learning claim, see docstring)
