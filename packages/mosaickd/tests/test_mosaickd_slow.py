@@ -64,7 +64,10 @@ def test_mosaickd_and_plain_kd_learn_from_vehicle_images(tmp_path):
     # seed (-2.9 to +2.3), so what is asserted is what survives that spread: both learned something from OOD images
     # alone (lowest observed 21.58, chance + 3 = 19.67), and MosaicKD is not worse than plain KD by more than 5
     # points. "At least matches plain KD" (the old -2 bound) failed at seed 1. The paper's gap needs thousands of
-    # steps: bench/gpu.py --long; the MNIST test below is the CPU-scale comparison.
+    # steps: bench/gpu.py --long; the MNIST test below is the CPU-scale comparison. The longer CPU run
+    # (bench/ood_kd_long.py: all 20,000 vehicle images, 2,000 student steps, 6,000 test images, seeds 0-2) has both
+    # students at 2.7x chance and parity: MosaicKD 45.61 +- 1.29 vs plain KD 45.74 +- 1.41 (gap -2.4 / +2.7 / -0.7),
+    # so no gain is asserted at any CPU scale on this pair; this test stays the CI-budget check that both learn.
     assert kd["last_top1"] > CHANCE + 3 and mk["last_top1"] > CHANCE + 3
     assert mk["last_top1"] >= kd["last_top1"] - 5.0
 
