@@ -21,6 +21,19 @@ two-stage 1.11-1.27x untrained). Tried, seed 0: two-stage with the CelebA config
 (0.91x untrained, 1 class); GroupNorm D, two-stage, 400 / 700 it. -> 1346.2 / 1348.0; 16 px, two-stage, 1,000 /
 1,500 it. -> 991.6 / 1026.0 (untrained 1189.3). So the minimax arm asserts only what holds over the draws: no
 divergence (both <= 1.4x untrained) and one stage ahead of two (one <= 0.95x two) — not learning.
+Issue #20 asked for a minimax setting that learns; bench/minimax_sweep.py (two-stage, seed 0, untrained 1112.8,
+FD every 500 iterations, 2026-12-07) found none within 2,500 iterations:
+    spec (BN D, lr_D 2e-4): 1406.3 at 500 (D saturates: G loss -1e-4 by iteration 700)
+    BN D, lr_D 1.35e-5 (the one-stage rate):  1124.4 / 1031.0 / 1068.1 / 1002.2 / 949.0  (0.85x; the grid is one blob)
+    GN D, lr_D 1.35e-5:                       1169.6 / 1074.7 / 1131.2 / 1001.9 / 971.8  (0.87x)
+    BN D, lr_D 1.35e-5, lr_G 1e-3:            1148.4 / 1130.0 / 1155.0 / 992.3 / 1008.8  (0.91x)
+    BN D, lr_D 5e-6:                          1216.1 / 1209.6 / 1100.2 / 1158.2 / 1087.8  (0.98x)
+    GN D, lr_D 5e-5; BN D with Adam beta2 0.9: D saturated within 200-900 iterations (stopped; 1101.0 at 1,000)
+    instance noise on D's inputs (an exploration patch, not in the package): sigma 0.3 BN D 1692.0 at 500;
+    sigma 0.5 GN D 1384.5 at 500, D saturated by 900.
+The saturating G loss -softplus(f) vanishes once D separates (sigma(f_fake) -> 0), and Adam's long second-moment
+memory (beta2 0.999) then shrinks G's steps; a slow D keeps G's gradient alive but G collapses to one mode. The
+best setting reaches 0.85x untrained, not "a clear factor", so the assertions stay as they are.
 
 Non-saturating, 2,500 iterations, FD two-stage / one-stage [untrained] and as multiples of untrained:
     calibration (this machine, 2026-11-28), seed 0:   74.8 / 55.8   [1081.9]   0.07x / 0.05x
