@@ -31,7 +31,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from cmi.models import build
 from cmi.pool import ImagePool
 from cmi.synthesis import CMISynthesizer, DeepInvSynthesizer
 from tenfold import runtime
+from tenfold.benchrows import cpu_name
 
 ARMS = ("cmi", "no-contrast", "deepinversion")
 MEASURES = ("mean_pairwise_cosine", "nn_cosine", "teacher_classes", "student_top1", "cmi_head_ida")
@@ -190,7 +190,7 @@ def write_table(rows, a, out: Path, command: str, wall: float | None):
            "student_top1": "{:.2f}", "cmi_head_ida": "{:.3f}"}
     lines = [f"# CMI diversity bench ({len(seeds)} seeds: {' '.join(map(str, seeds))})", "",
              f"command: `{command}`", "",
-             f"date {datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
+             f"date {datetime.date.today().isoformat()}, {cpu_name()}, "
              f"torch {torch.__version__}, {a.threads} thread(s)" + (f", wall {wall / 60:.1f} min" if wall else ""),
              "", f"{a.images} images per arm, {a.images // a.batch} rounds x {a.batch} x {a.g_steps} inversion "
              f"iterations; KD {a.kd_steps} steps x {a.kd_batch} (lr {a.kd_lr}, T {a.kd_T}, views {a.views}); "

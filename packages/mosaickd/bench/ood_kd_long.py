@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from tenfold.benchrows import cpu_name
 
 ARMS = ("kd", "mosaickd")
 STEPS = 2000  # student steps per arm
@@ -83,16 +84,6 @@ def run_arm(arm: str, seed: int, args) -> dict:
     s = json.loads((d / "summary.json").read_text())
     return {"arm": arm, "seed": seed, "last_top1": s["last_top1"], "best_top1": s["best_top1"],
             "student_steps": s["student_steps"], "wall_s": s.get("wall_s"), "curve": curve(d, arm)}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def torch_version() -> str:

@@ -36,10 +36,6 @@ buy about one epoch (README, "Long run"); `--embed-dim 192 --depth 12 --heads 3 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -51,29 +47,19 @@ from patchmix.data import load_split
 from patchmix.evaluate import extract, knn_eval
 from patchmix.models import build_models
 from patchmix.train import KIND, eval_backbone, pretrain
-from tenfold import checkpoint, runtime
+from tenfold import benchrows, checkpoint, runtime
 from tenfold import config as config_mod
+from tenfold.benchrows import append_row, eval_points, find, plot_knn_curves, read_rows, write_summary
 
 ARMS = ("nomix", "patchmix")
+COLOURS = {"nomix": "tab:blue", "patchmix": "tab:red"}  # curves.png
 OBJECTIVE = {"nomix": "src_only", "patchmix": "patchmix"}
 CFG = Path(__file__).resolve().parents[1] / "configs" / "cifar10_tiny_cpu.yaml"
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/patchmix-long")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--minutes-per-arm", type=float, default=45.0)
-    g.add_argument("--steps", type=int, default=0, help="optimizer steps per arm (overrides minutes)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "shapes"])
-    p.add_argument("--evals", type=int, default=8, help="kNN evaluations per arm (evenly spaced, last = end)")
-    p.add_argument("--bank-per-class", type=int, default=1000, help="kNN bank: train images per class (0: all)")
-    p.add_argument("--test-per-class", type=int, default=0, help="kNN test images per class (0: all)")
-    p.add_argument("--train-per-class", type=int, default=0, help="pre-training images per class (0: all)")
+    p = benchrows.long_run_parser(__doc__.splitlines()[0], "runs/patchmix-long", ["cifar10", "shapes"],
+                                  "optimizer steps per arm (overrides minutes)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW lr_eff at --batch")
     p.add_argument("--embed-dim", type=int, default=64)
@@ -87,25 +73,7 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ---- results file ----------------------------------------------------------------------------------------
-def read_rows(out: Path) -> list[dict]:
-    p = out / "results.jsonl"
-    if not p.is_file():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
-def append_row(out: Path, row: dict) -> dict:
-    with open(out / "results.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-    return row
-
-
-def find(rows, **kw) -> dict | None:
-    hit = [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
-    return hit[-1] if hit else None
-
-
+# ---- setup (rows of results.jsonl: tenfold.benchrows) ----------------------------------------------------
 SETUP_KEYS = ("dataset", "train_per_class", "bank_per_class", "test_per_class", "batch", "lr", "embed_dim", "depth",
             "heads", "mlp_ratio", "patch", "hidden_dim", "out_dim", "evals", "steps")
 
@@ -113,13 +81,7 @@ SETUP_KEYS = ("dataset", "train_per_class", "bank_per_class", "test_per_class", 
 def check_setup(a, out: Path) -> None:
     """The options that define the arms are stored once; a rerun into the same OUT with other ones is refused
     (seeds, threads, device and minutes may change: finished rows are kept, new seeds are added)."""
-    setup = {k: getattr(a, k) for k in SETUP_KEYS}
-    have = find(read_rows(out), kind="setup")
-    if have is None:
-        append_row(out, {"kind": "setup", **setup})
-    elif {k: have.get(k) for k in SETUP_KEYS} != setup:
-        diff = {k: (have.get(k), setup[k]) for k in SETUP_KEYS if have.get(k) != setup[k]}
-        raise SystemExit(f"{out} holds a run with other settings {diff}: use another --out")
+    benchrows.check_setup(out, {k: getattr(a, k) for k in SETUP_KEYS})
 
 
 # ---- configs ---------------------------------------------------------------------------------------------
@@ -170,10 +132,6 @@ def load_backbone(cfg: PretrainConfig, device):
     if momentum is not None:
         momentum.load_state_dict(ck["state"]["momentum"])
     return eval_backbone(online, momentum).to(device), ck["loop"]
-
-
-def eval_points(steps: int, evals: int) -> list[int]:
-    return sorted({max(1, math.ceil(steps * i / evals)) for i in range(1, evals + 1)})
 
 
 # ---- one arm ---------------------------------------------------------------------------------------------
@@ -231,27 +189,10 @@ def calibrate(a, out: Path, sets, device, log=print) -> dict:
 
 
 # ---- report ----------------------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} logical CPUs{gpu}, torch {torch.__version__}"
-
-
 def report(a, out: Path, command: str) -> dict:
     rows = read_rows(out)
-    rand = {r["seed"]: r["knn_top1"] for r in rows if r.get("kind") == "random"}
-    arms = [r for r in rows if r.get("kind") == "arm"]
-    table = {"command": command, "machine": machine(), "threads": a.threads, "device": a.device,
-             "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds, "random_init": rand,
-             "calibration": find(rows, kind="calibration"), "arms": arms}
-    (out / "table.json").write_text(json.dumps(table, indent=1))
+    table = write_summary(out, rows, command, a.threads, a.device, a.seeds)
+    rand, arms = table["random_init"], table["arms"]
     lines = ["# PatchMix long run (issue #20)", "", f"Command: `{command}`", "",
              f"Machine: {table['machine']}; threads {a.threads or 'default'}; device {a.device}; "
              f"{table['date']}.", "",
@@ -269,44 +210,9 @@ def report(a, out: Path, command: str) -> dict:
                      f"{r['s_per_step']:.3f} | {r['final_knn']:.1f} | {r['best_knn']:.1f} | {gain} |")
     lines += ["", "Random init kNN: " + ", ".join(f"seed {s}: {v:.1f}" for s, v in sorted(rand.items()))]
     (out / "table.md").write_text("\n".join(lines) + "\n")
-    plot(out, rows)
+    plot_knn_curves(out / "curves.png", rows, ARMS, COLOURS,
+                    "PatchMix vs no-mix baseline (equal steps): kNN over training")
     return table
-
-
-def plot(out: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {"nomix": "tab:blue", "patchmix": "tab:red"}
-    styles = ["-", "--", ":", "-."]
-    seeds = sorted({r["seed"] for r in rows if "seed" in r})
-    for arm in ARMS:
-        for i, s in enumerate(seeds):
-            pts = sorted((r for r in rows if r.get("kind") == "eval" and r["arm"] == arm and r["seed"] == s),
-                         key=lambda r: r["step"])
-            if not pts:
-                continue
-            kw = dict(color=colours[arm], ls=styles[i % 4], marker="o", ms=3, label=f"{arm} s{s}")
-            axes[0].plot([p["step"] for p in pts], [p["knn_top1"] for p in pts], **kw)
-            axes[1].plot([p["train_s"] for p in pts], [p["knn_top1"] for p in pts], **kw)
-    for i, s in enumerate(seeds):
-        r = find(rows, kind="random", seed=s)
-        if r:
-            for ax in axes:
-                ax.axhline(r["knn_top1"], color="grey", ls=styles[i % 4], lw=1, label=f"random init s{s}")
-    axes[0].set_xlabel("optimizer step")
-    axes[1].set_xlabel("training wall-clock seconds")
-    for ax in axes:
-        ax.set_ylabel("kNN top-1 (%)")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
-    fig.suptitle("PatchMix vs no-mix baseline (equal steps): kNN over training")
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
-    plt.close(fig)
 
 
 # ---- main ------------------------------------------------------------------------------------------------

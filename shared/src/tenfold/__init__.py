@@ -1,6 +1,7 @@
 """tenfold: the common spine of the tenfold packages.
 
-config · runtime · distributed · checkpoint · meters · loop · data · nets · eval · bench · rundir · signals · plot
+config · runtime · distributed · checkpoint · meters · loop · data · nets · eval · bench · benchrows · rundir · signals
+· plot
 
 Submodules load on first use (PEP 562), so a CLI's argument parser (tenfold.cli, tenfold.config) starts without
 importing torch: `--help` stays fast.
@@ -10,8 +11,9 @@ import importlib
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TenfoldError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("bench", "checkpoint", "cli", "clitest", "config", "configs", "data", "distributed", "eval", "loop",
-               "meters", "gpubench", "gpupack", "nets", "plot", "rundir", "runtime", "signals", "testing")
+_SUBMODULES = ("bench", "benchrows", "checkpoint", "cli", "clitest", "config", "configs", "data", "distributed",
+               "eval", "loop", "meters", "gpubench", "gpupack", "nets", "plot", "rundir", "runtime", "signals",
+               "testing")
 __all__ = [*_SUBMODULES, "CheckpointError", "ConfigError", "DataError", "NonFiniteLossError", "TenfoldError"]
 
 
