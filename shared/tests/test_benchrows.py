@@ -139,3 +139,16 @@ def test_long_run_parser_shared_options():
         with pytest.raises(SystemExit):
             p.parse_args(bad)
     assert "steps per arm" in p.format_help()
+
+
+def test_arms_table_orders_arms_and_gives_the_gain_over_random_init():
+    from tenfold.benchrows import arms_table
+
+    arm = dict(steps=10, epochs=0.5, train_s=12.0, s_per_step=1.2, best_knn=31.0)
+    lines = arms_table([{**arm, "arm": "b", "seed": 0, "final_knn": 30.0}, {**arm, "arm": "a", "seed": 1,
+                        "final_knn": 29.0}, {**arm, "arm": "a", "seed": 0, "final_knn": 28.0}],
+                       {0: 25.0}, ("a", "b"), "s_per_step", "s / step")
+    assert lines[0].startswith("| arm | seed | optimizer steps | epochs | train s | s / step |")
+    assert [line.split(" | ")[:2] for line in lines[2:5]] == [["| a", "0"], ["| a", "1"], ["| b", "0"]]
+    assert lines[2].endswith("| 28.0 | 31.0 | +3.0 |") and lines[3].endswith("| 29.0 | 31.0 |  |")
+    assert lines[-1] == "Random init kNN: seed 0: 25.0"

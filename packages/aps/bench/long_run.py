@@ -49,7 +49,7 @@ from aps.data import build_splits
 from aps.evaluate import knn_monitor
 from aps.train import CKPT_KIND, build_model, run
 from tenfold import benchrows, checkpoint, runtime
-from tenfold.benchrows import append_row, eval_points, find, plot_knn_curves, read_rows, write_summary
+from tenfold.benchrows import append_row, arms_table, eval_points, find, plot_knn_curves, read_rows, write_summary
 
 ARMS = ("full", "aps", "aps_wall")
 COLOURS = {"full": "tab:blue", "aps": "tab:orange", "aps_wall": "tab:green"}  # curves.png
@@ -205,15 +205,8 @@ def report(a, out: Path, command: str) -> dict:
              f"Model: ViT D {a.embed_dim}, depth {a.depth}, {a.heads} heads, patch {a.patch}; batch {a.batch}, "
              f"lr {a.lr}, τ {a.tau}; kNN k 20, T 0.07, bank {a.bank_per_class or 'all'} train images per class, "
              f"test {a.test_per_class or 'all'} per class. Best kNN is the maximum over the curve on the test "
-             f"split (for reference only; final is the number to read).", "",
-             "| arm | seed | optimizer steps | epochs | train s | s / opt step | final kNN | best kNN | "
-             "final − random init |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(arms, key=lambda r: (ARMS.index(r["arm"]), r["seed"])):
-        ri = rand.get(r["seed"])
-        gain = "" if ri is None else f"{r['final_knn'] - ri:+.1f}"
-        lines.append(f"| {r['arm']} | {r['seed']} | {r['steps']} | {r['epochs']:.2f} | {r['train_s']:.0f} | "
-                     f"{r['s_per_opt_step']:.3f} | {r['final_knn']:.1f} | {r['best_knn']:.1f} | {gain} |")
-    lines += ["", "Random init kNN: " + ", ".join(f"seed {s}: {v:.1f}" for s, v in sorted(rand.items()))]
+             f"split (for reference only; final is the number to read).", ""]
+    lines += arms_table(arms, rand, ARMS, "s_per_opt_step", "s / opt step")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     plot_knn_curves(out / "curves.png", rows, ARMS, COLOURS, "APS vs full-token baseline: kNN over training")
     return table

@@ -49,7 +49,7 @@ from patchmix.models import build_models
 from patchmix.train import KIND, eval_backbone, pretrain
 from tenfold import benchrows, checkpoint, runtime
 from tenfold import config as config_mod
-from tenfold.benchrows import append_row, eval_points, find, plot_knn_curves, read_rows, write_summary
+from tenfold.benchrows import append_row, arms_table, eval_points, find, plot_knn_curves, read_rows, write_summary
 
 ARMS = ("nomix", "patchmix")
 COLOURS = {"nomix": "tab:blue", "patchmix": "tab:red"}  # curves.png
@@ -200,15 +200,8 @@ def report(a, out: Path, command: str) -> dict:
              f"batch {a.batch}, lr_eff {a.lr}; kNN k 20, T 0.07 on the momentum backbone, bank "
              f"{a.bank_per_class or 'all'} train images per class, test {a.test_per_class or 'all'} per class. "
              f"Best kNN is the maximum over the curve on the test split (for reference only; final is the number "
-             f"to read).", "",
-             "| arm | seed | optimizer steps | epochs | train s | s / step | final kNN | best kNN | "
-             "final − random init |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(arms, key=lambda r: (ARMS.index(r["arm"]), r["seed"])):
-        ri = rand.get(r["seed"])
-        gain = "" if ri is None else f"{r['final_knn'] - ri:+.1f}"
-        lines.append(f"| {r['arm']} | {r['seed']} | {r['steps']} | {r['epochs']:.2f} | {r['train_s']:.0f} | "
-                     f"{r['s_per_step']:.3f} | {r['final_knn']:.1f} | {r['best_knn']:.1f} | {gain} |")
-    lines += ["", "Random init kNN: " + ", ".join(f"seed {s}: {v:.1f}" for s, v in sorted(rand.items()))]
+             f"to read).", ""]
+    lines += arms_table(arms, rand, ARMS, "s_per_step", "s / step")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     plot_knn_curves(out / "curves.png", rows, ARMS, COLOURS,
                     "PatchMix vs no-mix baseline (equal steps): kNN over training")

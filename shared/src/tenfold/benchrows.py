@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 __all__ = ["RESULTS", "long_run_parser", "read_rows", "append_row", "find", "check_setup", "eval_points", "cpu_name",
-           "machine", "write_summary", "plot_knn_curves"]
+           "machine", "write_summary", "arms_table", "plot_knn_curves"]
 
 RESULTS = "results.jsonl"
 CPUINFO = Path("/proc/cpuinfo")
@@ -118,6 +118,21 @@ def write_summary(out: str | os.PathLike, rows: list[dict], command: str, thread
              "calibration": find(rows, kind="calibration"), "arms": [r for r in rows if r.get("kind") == "arm"]}
     (Path(out) / "table.json").write_text(json.dumps(table, indent=1))
     return table
+
+
+def arms_table(arms: list[dict], random_init: Mapping[int, float], order: list[str] | tuple[str, ...],
+               s_key: str, s_label: str) -> list[str]:
+    """The markdown lines of a kNN long run's per-arm table (arms in `order`, then by seed), with each arm's gain
+    over its seed's random init, followed by a line listing the random-init kNNs. `s_key` names the seconds-per-step
+    field of the arm rows, `s_label` its column header."""
+    lines = [f"| arm | seed | optimizer steps | epochs | train s | {s_label} | final kNN | best kNN | "
+             "final − random init |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(arms, key=lambda r: (order.index(r["arm"]), r["seed"])):
+        ri = random_init.get(r["seed"])
+        gain = "" if ri is None else f"{r['final_knn'] - ri:+.1f}"
+        lines.append(f"| {r['arm']} | {r['seed']} | {r['steps']} | {r['epochs']:.2f} | {r['train_s']:.0f} | "
+                     f"{r[s_key]:.3f} | {r['final_knn']:.1f} | {r['best_knn']:.1f} | {gain} |")
+    return lines + ["", "Random init kNN: " + ", ".join(f"seed {s}: {v:.1f}" for s, v in sorted(random_init.items()))]
 
 
 def plot_knn_curves(path: str | os.PathLike, rows: list[dict], arms: Iterable[str], colours: Mapping[str, str],
