@@ -27,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from tenfold.benchrows import cpu_name
+from tenfold.benchrows import machine
 
 ARMS = ("kd", "mosaickd")
 STEPS = 2000  # student steps per arm
@@ -86,12 +86,6 @@ def run_arm(arm: str, seed: int, args) -> dict:
             "student_steps": s["student_steps"], "wall_s": s.get("wall_s"), "curve": curve(d, arm)}
 
 
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
 def table(rows: list[dict], args) -> str:
     by = {(r["arm"], r["seed"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
@@ -110,7 +104,7 @@ def table(rows: list[dict], args) -> str:
             lines.append(f"| {name} | {f(vals['kd']):.2f} | {f(vals['mosaickd']):.2f} | {f(gaps):+.2f} |")
     head = (f"Top-1 % on the 6,000 CIFAR-10 animal test images after {args.steps} student steps (chance 16.7 %), "
             f"teacher cifar10_animals6_wrn40_2, OOD = {4 * args.ood_per_class} vehicle images. "
-            f"Machine: {cpu_name()}, {args.threads} thread(s), torch {torch_version()}. "
+            f"Machine: {machine()}; {args.threads} thread(s). "
             f"Command: python packages/mosaickd/bench/ood_kd_long.py --seeds {' '.join(map(str, args.seeds))}")
     return head + "\n\n" + "\n".join(lines) + "\n"
 
