@@ -2,6 +2,10 @@
 
     python bench/minimax_sweep.py --tag spec-lrd1.35e-5 --mode two --d-norm bn --lr-d 1.35e-5 --steps 2500
     python bench/minimax_sweep.py --tag g1e-3 --lr-d 1.35e-5 --steps 2500 optim.lr_g=1e-3   # any config override
+    python bench/minimax_sweep.py --tag r1-one --mode one --lr-d 2e-4 --seed 1 optim.r1=10  # the slow test's arm
+
+The spec's settings do not learn at this scale (D saturates); with the R1 penalty (optim.r1=10) and lr_D 2e-4 both
+schemes do (README "minimax", tests/test_osgan_slow.py docstring).
 
 Same data, model and FD as tests/test_osgan_slow.py (MNIST 32 px, d = 16, batch 64, 2,000 samples in the package's
 MNIST-CNN feature space). The run stops every 500 iterations, measures the FD of a copy of G and resumes (resume is

@@ -39,6 +39,22 @@ def test_gan_steps_on_fake_cuda(loss_name, d_norm, form, precision):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("mode", ["one", "two"])
+def test_r1_penalty_on_fake_cuda(mode, precision):
+    """R1 builds its input gradient with autograd.grad (double backward graph): no CPU tensor may enter it."""
+    with fake_cuda(skip_backward=True):
+        G, D, og, od = _gan("bn")
+        x = torch.randn(4, 3, 32, 32, device=CUDA)
+        z = torch.randn(4, 8, device=CUDA)
+        with runtime.autocast(CUDA, precision):
+            if mode == "one":
+                r = one_stage_step(G, D, og, od, x, z, get_loss("minimax"), r1=10.0)
+            else:
+                r = two_stage_step(G, D, og, od, x, z, torch.randn(4, 8, device=CUDA), get_loss("minimax"), r1=10.0)
+            assert r.loss_d.device.type == "cuda" and is_fake(r.loss_d)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_kd_steps_on_fake_cuda(precision):
     with fake_cuda(skip_backward=True):
         T = create("wrn16_1", 10).to(CUDA).eval().requires_grad_(False)

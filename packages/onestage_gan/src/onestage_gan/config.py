@@ -26,6 +26,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     milestones: list[int] = field(default_factory=list)  # epochs at which both lrs are multiplied by lr_gamma
     lr_gamma: float = positive(0.1)
+    # R1 penalty weight: D's loss gets r1/2 · E‖∇_x D(x_real)‖² (Mescheder et al. 2018). 0 = off = the reference.
+    # Not in the paper; with it the saturating minimax loss learns at CPU scale (README, "minimax").
+    r1: float = nonnegative(0.0)
 
 
 @dataclass
@@ -86,5 +89,8 @@ class OSGANConfig(RunConfig):
             raise ConfigError(f"loss: unknown '{self.loss}'; choose one of {', '.join(LOSSES)}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be ≥ 1")
+        if self.optim.r1 > 0 and self.mode == "one" and self.d_forward == "concat":
+            raise ConfigError("optim.r1 > 0 in one stage needs d_forward=separate (with concat the penalty's "
+                              "gradient would reach G through D's batch statistics)")
         if self.data.name == "ring" and self.model.arch != "mlp":
             raise ConfigError("data.name=ring needs model.arch=mlp")

@@ -17,7 +17,7 @@ from .losses import GanLoss
 from .nets import CROSS_SAMPLE_LAYERS
 
 __all__ = ["cross_sample_layers", "check_exactness", "one_stage_step", "two_stage_step", "one_stage_grads",
-           "two_stage_grads", "clip_", "StepResult"]
+           "two_stage_grads", "clip_", "r1_penalty", "StepResult"]
 
 
 def cross_sample_layers(model: nn.Module) -> list[str]:
@@ -45,6 +45,18 @@ class StepResult:
     loss_g: torch.Tensor
 
 
+def r1_penalty(f_real: torch.Tensor, x_real: torch.Tensor, weight: float) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): weight/2 · mean_j ‖∇_x D(x_j)‖² on real images, graph kept so that D's
+    backward includes it. x_real must require grad and f_real = D(x_real). Not in the reference: it is what lets
+    the saturating minimax loss learn at CPU scale (D no longer separates real from fake with exploding logits)."""
+    (g,) = torch.autograd.grad(f_real.sum(), x_real, create_graph=True)
+    return 0.5 * weight * g.pow(2).flatten(1).sum(1).mean()
+
+
+def _real_input(x_real, r1: float):
+    return x_real.detach().requires_grad_(True) if r1 > 0 else x_real
+
+
 def _d_logits(D, x_real, fake, d_forward):
     if d_forward == "concat":  # the reference's WGAN script: one D pass, BN statistics mix real and fake
         f = D(torch.cat([x_real, fake], 0))
@@ -61,9 +73,14 @@ def _step(opt, scaler):
     scaler.step(opt) if scaler is not None else opt.step()
 
 
-def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: str, gamma_max: float, scaler=None):
+def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: str, gamma_max: float, scaler=None,
+                        r1: float = 0.0):
+    if r1 > 0 and d_forward == "concat":  # R1's double backward would reach the fake half through BN statistics
+        raise ValueError("an R1 penalty (optim.r1 > 0) in one stage needs d_forward=separate: with concat its "
+                         "gradient would reach G through D's batch statistics")
     slot = ScaleSlot()
     fake = G(z)
+    x_real = _real_input(x_real, r1)
     f_real, f_fake = _d_logits(D, x_real, grad_scale(fake, slot), d_forward)
     gamma = loss.gamma(f_fake, gamma_max)
     slot.value = gamma
@@ -71,6 +88,8 @@ def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: st
         l_total = loss.l_r(f_real).mean() + loss.packed_fake(f_fake, gamma, gamma_max).mean()
     else:
         l_total = loss.d_loss(f_real, f_fake)
+    if r1 > 0:  # D-only term: x_real does not come from G, so G's gradient is untouched
+        l_total = l_total + r1_penalty(f_real, x_real, r1)
     _backward(l_total, scaler)
     with torch.no_grad():
         return StepResult(loss.d_loss(f_real, f_fake).detach(), loss.g_loss(f_fake).detach())
@@ -84,12 +103,12 @@ def clip_(D: nn.Module, c: float) -> None:
 
 def one_stage_step(G, D, opt_G, opt_D, x_real, z, loss: GanLoss, d_forward: str = "separate",
                    form: str = "simple", clip: float | None = None, gamma_max: float = 1e4,
-                   scaler=None) -> StepResult:
+                   scaler=None, r1: float = 0.0) -> StepResult:
     """One forward of G, D on real and (scaled) fake, one backward, both optimizers step. scaler: a
-    torch.amp.GradScaler (fp16) or None."""
+    torch.amp.GradScaler (fp16) or None; r1: the R1 penalty's weight (0 = off, the reference)."""
     opt_D.zero_grad(set_to_none=True)
     opt_G.zero_grad(set_to_none=True)  # both zeroed BEFORE the single backward (pitfall 6)
-    res = _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max, scaler)
+    res = _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max, scaler, r1)
     _step(opt_D, scaler)
     _step(opt_G, scaler)
     if scaler is not None:
@@ -100,13 +119,15 @@ def one_stage_step(G, D, opt_G, opt_D, x_real, z, loss: GanLoss, d_forward: str 
 
 
 def two_stage_step(G, D, opt_G, opt_D, x_real, z_d, z_g, loss: GanLoss, clip: float | None = None,
-                   scaler=None) -> StepResult:
+                   scaler=None, r1: float = 0.0) -> StepResult:
     """The alternating baseline: D step on a detached fake, then a G step with fresh z through the updated D."""
     with torch.no_grad():
         fake = G(z_d)
-    loss_d = loss.d_loss(D(x_real), D(fake))
+    x_real = _real_input(x_real, r1)
+    f_real = D(x_real)
+    loss_d = loss.d_loss(f_real, D(fake))
     opt_D.zero_grad(set_to_none=True)
-    _backward(loss_d, scaler)
+    _backward(loss_d + r1_penalty(f_real, x_real, r1) if r1 > 0 else loss_d, scaler)
     _step(opt_D, scaler)
     if clip:
         clip_(D, clip)
@@ -123,20 +144,23 @@ def _grads(module):
     return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
 
 
-def one_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate", form="simple", gamma_max=1e4):
+def one_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate", form="simple", gamma_max=1e4,
+                    r1: float = 0.0):
     """(grads of G, grads of D) from one one-stage backward, without stepping."""
     G.zero_grad(set_to_none=True)
     D.zero_grad(set_to_none=True)
-    _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max)
+    _one_stage_backward(G, D, x_real, z, loss, d_forward, form, gamma_max, r1=r1)
     return _grads(G), _grads(D)
 
 
-def two_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate"):
-    """The two stages' gradients at the SAME parameters and the SAME z (spec §2.4): ∇_D L_D, ∇_G L_G."""
+def two_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate", r1: float = 0.0):
+    """The two stages' gradients at the SAME parameters and the SAME z (spec §2.4): ∇_D (L_D + R1), ∇_G L_G."""
     G.zero_grad(set_to_none=True)
     D.zero_grad(set_to_none=True)
-    f_real, f_fake = _d_logits(D, x_real, G(z).detach(), d_forward)
-    loss.d_loss(f_real, f_fake).backward()
+    xr = _real_input(x_real, r1)
+    f_real, f_fake = _d_logits(D, xr, G(z).detach(), d_forward)
+    l_d = loss.d_loss(f_real, f_fake)
+    (l_d + r1_penalty(f_real, xr, r1) if r1 > 0 else l_d).backward()
     gd = _grads(D)
     G.zero_grad(set_to_none=True)
     D.zero_grad(set_to_none=True)

@@ -79,10 +79,10 @@ def run_gan(cfg: OSGANConfig, resume: str | None = None, stop_at: int | None = N
         with timer, runtime.autocast(device, cfg.precision):  # fp32 = the paper's speed setting; CPU: always fp32
             if cfg.mode == "one":
                 r = one_stage_step(G, D, opt_g, opt_d, x, torch.randn(zshape(b), device=device), loss,
-                                   cfg.d_forward, cfg.form, clip, cfg.gamma_max, scaler)
+                                   cfg.d_forward, cfg.form, clip, cfg.gamma_max, scaler, cfg.optim.r1)
             else:
                 r = two_stage_step(G, D, opt_g, opt_d, x, torch.randn(zshape(b), device=device),
-                                   torch.randn(zshape(b), device=device), loss, clip, scaler)
+                                   torch.randn(zshape(b), device=device), loss, clip, scaler, cfg.optim.r1)
         sch_g.step()
         sch_d.step()
         return {"loss": r.loss_d, "loss_g": r.loss_g}
