@@ -68,15 +68,20 @@ def main() -> None:
     out = Path(a.out)
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
+    print(write_table(out))
+
+
+def write_table(out: Path) -> str:
+    """OUT/table.md from every setting in OUT/results.jsonl (lines of other shapes are skipped)."""
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     lines = ["| setting | seed | FD every 500 iterations | untrained | last / untrained |", "|---|---|---|---|---|"]
-    for r in rows:
+    for r in (r for r in rows if "fd" in r and "untrained" in r):
         fds = list(r["fd"].values())
         lines.append(f"| {r['tag']} ({r['mode']}-stage, {r['d_norm']} D, lr_D {r['lr_d']} {' '.join(r['overrides'])})"
                      f" | {r['seed']} | {' / '.join(map(str, fds))} | {r['untrained']} | "
                      f"{fds[-1] / r['untrained']:.2f}x |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
-    print((out / "table.md").read_text())
+    return (out / "table.md").read_text()
 
 
 if __name__ == "__main__":
