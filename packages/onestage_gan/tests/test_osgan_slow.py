@@ -20,6 +20,8 @@ Seeds 0 / 1 / 2, lr_D 2e-4, R1 = 10, FD at 1,000 / 1,500 / 2,000 / 2,500 iterati
                 359.1 / 83.5 / 37.5 / 20.1  [1134.3]    -> 0.025x / 0.028x / 0.033x at 2,000
     one-stage:  1204.0 / 91.2 / 48.2 / 20.5             357.3 / 76.2 / 49.2 / 34.1
                 1076.5 / 198.7 / 78.5 / 47.4            -> 0.043x / 0.040x / 0.069x at 2,000
+    AVX2 stand-in (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2), seed 0, this
+    test: two-stage 31.0, one-stage 46.1 (0.03x / 0.04x; ratio 1.49), 2026-12-08.
 (bench/minimax_sweep.py ... optim.r1=10, this Xeon; the samples show diverse digits.) One stage takes off later
 (seeds 0 and 2 still at the untrained level at 1,000), so its bound leaves room for a draw 500 iterations behind
 (0.08x / 0.06x / 0.18x at 1,500). One stage at the reference's lr_D 1.35e-5 with R1, seed 0: 1131.0 / 1090.6 /
