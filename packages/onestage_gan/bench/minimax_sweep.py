@@ -80,8 +80,9 @@ def write_table(out: Path) -> str:
         lines.append(f"| {r['tag']} ({r['mode']}-stage, {r['d_norm']} D, lr_D {r['lr_d']} {' '.join(r['overrides'])})"
                      f" | {r['seed']} | {' / '.join(map(str, fds))} | {r['untrained']} | "
                      f"{fds[-1] / r['untrained']:.2f}x |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    return (out / "table.md").read_text()
+    text = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

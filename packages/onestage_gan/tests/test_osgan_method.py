@@ -127,6 +127,30 @@ def test_every_loss_both_forms_give_two_stage_g_gradient(loss_name, form):
     assert _rel(g1, g2) < 1e-10 and any(t.abs().sum() > 0 for t in g1)
 
 
+@pytest.mark.parametrize("loss_name,d_norm", [("minimax", "bn"), ("minimax", "gn"), ("nonsaturating", "gn"),
+                                              ("hinge", "gn")])
+def test_one_stage_equals_two_stage_with_r1(loss_name, d_norm):
+    G, D, x, z = _pair(d_norm)
+    loss = get_loss(loss_name)
+    g1, d1 = _grads_at_same_state(G, D, lambda: one_stage_grads(G, D, x, z, loss, r1=10.0))
+    g2, d2 = _grads_at_same_state(G, D, lambda: two_stage_grads(G, D, x, z, loss, r1=10.0))
+    _, d0 = _grads_at_same_state(G, D, lambda: two_stage_grads(G, D, x, z, loss))  # without the penalty
+    assert max((a - b).abs().max().item() for a, b in zip(d1, d2)) < 1e-10
+    assert max((a - b).abs().max().item() for a, b in zip(g1, g2)) < 1e-10  # R1 sends G nothing
+    assert max((a - b).abs().max().item() for a, b in zip(d1, d0)) > 1e-6  # ...but it does change D's
+
+
+def test_r1_zero_is_the_reference_step_bit_for_bit():
+    outs = []
+    for r1 in (None, 0.0):
+        G, D, x, z = _pair("bn")
+        og, od = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+        kw = {} if r1 is None else {"r1": r1}
+        one_stage_step(G, D, og, od, x, z, get_loss("minimax"), **kw)
+        outs.append([p.detach().clone() for p in (*G.parameters(), *D.parameters())])
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
+
+
 def test_hinge_dead_samples_send_generator_no_gradient():
     """Documented behaviour where ℓ_f' = 0 (hinge, f ≤ −1): the one backward carries nothing into those fakes, so
     G's gradient is the two-stage gradient of the live samples only, mean_i 1[f_i > −1]·ℓ_g(f_i)."""

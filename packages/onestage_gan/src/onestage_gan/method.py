@@ -57,6 +57,11 @@ def _real_input(x_real, r1: float):
     return x_real.detach().requires_grad_(True) if r1 > 0 else x_real
 
 
+def _with_r1(l_d: torch.Tensor, f_real: torch.Tensor, x_real: torch.Tensor, r1: float) -> torch.Tensor:
+    """D's objective: its loss plus the R1 penalty when r1 > 0 (x_real from _real_input, f_real = D(x_real))."""
+    return l_d + r1_penalty(f_real, x_real, r1) if r1 > 0 else l_d
+
+
 def _d_logits(D, x_real, fake, d_forward):
     if d_forward == "concat":  # the reference's WGAN script: one D pass, BN statistics mix real and fake
         f = D(torch.cat([x_real, fake], 0))
@@ -88,9 +93,8 @@ def _one_stage_backward(G, D, x_real, z, loss: GanLoss, d_forward: str, form: st
         l_total = loss.l_r(f_real).mean() + loss.packed_fake(f_fake, gamma, gamma_max).mean()
     else:
         l_total = loss.d_loss(f_real, f_fake)
-    if r1 > 0:  # D-only term: x_real does not come from G, so G's gradient is untouched
-        l_total = l_total + r1_penalty(f_real, x_real, r1)
-    _backward(l_total, scaler)
+    # R1 is a D-only term: x_real does not come from G, so G's gradient is untouched
+    _backward(_with_r1(l_total, f_real, x_real, r1), scaler)
     with torch.no_grad():
         return StepResult(loss.d_loss(f_real, f_fake).detach(), loss.g_loss(f_fake).detach())
 
@@ -127,7 +131,7 @@ def two_stage_step(G, D, opt_G, opt_D, x_real, z_d, z_g, loss: GanLoss, clip: fl
     f_real = D(x_real)
     loss_d = loss.d_loss(f_real, D(fake))
     opt_D.zero_grad(set_to_none=True)
-    _backward(loss_d + r1_penalty(f_real, x_real, r1) if r1 > 0 else loss_d, scaler)
+    _backward(_with_r1(loss_d, f_real, x_real, r1), scaler)
     _step(opt_D, scaler)
     if clip:
         clip_(D, clip)
@@ -159,8 +163,7 @@ def two_stage_grads(G, D, x_real, z, loss: GanLoss, d_forward="separate", r1: fl
     D.zero_grad(set_to_none=True)
     xr = _real_input(x_real, r1)
     f_real, f_fake = _d_logits(D, xr, G(z).detach(), d_forward)
-    l_d = loss.d_loss(f_real, f_fake)
-    (l_d + r1_penalty(f_real, xr, r1) if r1 > 0 else l_d).backward()
+    _with_r1(loss.d_loss(f_real, f_fake), f_real, xr, r1).backward()
     gd = _grads(D)
     G.zero_grad(set_to_none=True)
     D.zero_grad(set_to_none=True)
